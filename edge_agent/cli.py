@@ -1,0 +1,149 @@
+"""``goldenhour edge ...``: the ambulance agent and a one-shot sender."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import statistics
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from edge_agent.settings import load_edge_settings
+from shared.errors import GoldenhourError, InputImageError
+from shared.logs import configure_logging
+
+app = typer.Typer(help="Edge agent for the ambulance computer.", no_args_is_help=True)
+console = Console()
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
+
+
+@app.command()
+def run(
+    folder: Annotated[Path | None, typer.Option(help="Take X-rays from this folder "
+                                                "(simulated X-ray unit).")] = None,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between X-rays.")] = 30.0,
+    seed: Annotated[int, typer.Option(help="Order in which images are picked.")] = 0,
+) -> None:
+    """Run the agent: announce the ambulance, report positions, and (with
+    --folder) diagnose and send an X-ray every --interval seconds."""
+    from edge_agent.agent import EdgeAgent
+
+    settings = load_edge_settings()
+    configure_logging(settings.log_level, settings.log_format, service=settings.ambulance_id)
+    agent = EdgeAgent(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    agent.start(wait=False)
+    images = _images(folder) if folder else []
+    random.Random(seed).shuffle(images)
+    if not images:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "no X-ray folder; send one with: goldenhour edge send PATH --ambulance-id %s",
+            settings.ambulance_id)
+    try:
+        index = 0
+        while not stop.wait(interval if index else min(interval, 2.0)):
+            if not images:
+                continue
+            path = images[index % len(images)]
+            index += 1
+            try:
+                agent.submit(path)
+            except GoldenhourError as exc:
+                import logging
+
+                logging.getLogger(__name__).error("case not sent", extra={
+                    "source": path.name, "error": type(exc).__name__, "detail": str(exc)})
+    except KeyboardInterrupt:
+        pass
+    finally:
+        agent.stop()
+
+
+def _images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise typer.BadParameter(f"{folder} is not a folder")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+@app.command()
+def send(
+    images: Annotated[list[Path], typer.Argument(help="X-ray files (PNG, JPEG, DICOM).")],
+    ambulance_id: Annotated[str | None, typer.Option(help="Default: GOLDENHOUR_EDGE_AMBULANCE_ID.")]
+    = None,
+    count: Annotated[int, typer.Option(min=1, help="Send the list this many times.")] = 1,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each decision.")] = 60.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+) -> None:
+    """Diagnose X-rays, send each as a case and wait for the hub's decision,
+    printing where the patient goes and the round-trip time."""
+    from edge_agent.agent import EdgeAgent
+
+    overrides: dict[str, Any] = {"ambulance_id": ambulance_id} if ambulance_id else {}
+    settings = load_edge_settings(**overrides)
+    configure_logging(settings.log_level, settings.log_format, service="send")
+    agent = EdgeAgent(settings, announce=False,
+                      client_id=f"goldenhour-send-{settings.ambulance_id}-{os.getpid()}")
+    try:
+        agent.start()
+    except GoldenhourError as exc:
+        console.print(f"[red]cannot reach the broker:[/] {exc}")
+        raise typer.Exit(2) from exc
+    round_trips: list[float] = []
+    submits: list[float] = []
+    outcomes: dict[str, int] = {}
+    failures = 0
+    try:
+        for _ in range(count):
+            for path in images:
+                try:
+                    started = _now()
+                    record = agent.submit(path)
+                    submits.append((_now() - started) * 1000)
+                    record = agent.wait_for_decision(record.case_id, timeout)
+                except InputImageError as exc:
+                    console.print(f"[red]{path}: not sent:[/] {exc}")
+                    failures += 1
+                    continue
+                except (GoldenhourError, TimeoutError) as exc:
+                    console.print(f"[red]{path}: {exc}[/]")
+                    failures += 1
+                    continue
+                assert record.decision is not None and record.decision_latency_s is not None
+                round_trips.append(record.decision_latency_s * 1000)
+                outcomes[record.decision.status] = outcomes.get(record.decision.status, 0) + 1
+                if not as_json:
+                    console.print(f"{record.case_id} ({path.name}, triage {record.triage_level})"
+                                  f": {record.decision.message} "
+                                  f"[dim]{round_trips[-1]:.1f} ms round trip[/]")
+    finally:
+        agent.stop()
+    if as_json:
+        typer.echo(json.dumps({"count": len(round_trips), "failures": failures,
+                               "outcomes": outcomes, "round_trip_ms": _stats(round_trips),
+                               "submit_ms": _stats(submits)}))
+    if failures:
+        raise typer.Exit(1)
+
+
+def _now() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"min": 0.0, "median": 0.0, "p95": 0.0, "max": 0.0}
+    ordered = sorted(values)
+    return {"min": ordered[0], "median": statistics.median(ordered),
+            "p95": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
+            "max": ordered[-1]}

@@ -1,0 +1,43 @@
+"""Edge agent settings (environment prefix ``GOLDENHOUR_EDGE_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.ids import Identifier
+from shared.settings import LogFormat, MqttSettings
+
+
+class EdgeSettings(BaseSettings):
+    """One ambulance computer. Nested: ``GOLDENHOUR_EDGE_MQTT__HOST=broker``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GOLDENHOUR_EDGE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    ambulance_id: Identifier = "amb-1"
+    lat: float = Field(default=42.3601, ge=-90, le=90)
+    lon: float = Field(default=-71.0589, ge=-180, le=180)
+    """Start position; a GPS source replaces it in a real deployment."""
+    position_interval_s: float = Field(default=5.0, gt=0)
+    decision_timeout_s: float = Field(default=300.0, gt=0)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    log_level: str = "INFO"
+    log_format: LogFormat = "text"
+
+
+def load_edge_settings(**overrides: Any) -> EdgeSettings:
+    """Read settings from the environment, with ``overrides`` taking precedence."""
+    return EdgeSettings(**overrides)
+
+
+def default_image_folder(data_dir: Path | None) -> Path | None:
+    """The NIH sample's image folder inside the data folder, if present."""
+    if data_dir is None:
+        return None
+    folder = data_dir / "nih-cxr14-sample" / "images"
+    return folder if folder.is_dir() else None

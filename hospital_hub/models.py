@@ -1,0 +1,221 @@
+"""Database tables and API shapes, in SQLModel families (Base, table, Public)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Dialect, LargeBinary, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, also on SQLite (which stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(**kwargs: Any) -> Column:  # type: ignore[type-arg]
+    return Column(UtcDateTime(), **kwargs)
+
+
+class CaseStatus(StrEnum):
+    """Where a case stands; ``accepted`` and ``no_er_available`` are final."""
+
+    OFFERED = "offered"
+    ACCEPTED = "accepted"
+    NO_ER_AVAILABLE = "no_er_available"
+
+
+class OfferState(StrEnum):
+    """An offer's life: open until accepted, declined, expired or withdrawn."""
+
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"
+
+
+# -- hospitals ------------------------------------------------------------------
+class HospitalBase(SQLModel):
+    """An emergency department that can receive ambulances."""
+
+    name: str = Field(max_length=200)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    er_beds: int = Field(ge=0)
+    icu_beds: int = Field(ge=0)
+    ct: bool = False
+    thoracic_surgery: bool = False
+    isolation_rooms: int = Field(default=0, ge=0)
+    contact: str = Field(default="", max_length=200)
+
+
+class HospitalCreate(HospitalBase):
+    """A registry row to import."""
+
+    id: str = Field(max_length=64)
+
+
+class Hospital(HospitalBase, table=True):
+    """A hospital in the registry."""
+
+    id: str = Field(primary_key=True, max_length=64)
+
+
+class HospitalPublic(HospitalBase):
+    """A hospital as the API shows it."""
+
+    id: str
+
+
+# -- cases ------------------------------------------------------------------------
+class CaseBase(SQLModel):
+    """What the hub knows of a case at a glance."""
+
+    ambulance_id: str = Field(max_length=64, index=True)
+    triage_level: int = Field(ge=1, le=5)
+    triage_label: str = Field(max_length=200)
+    top3: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    lat: float
+    lon: float
+    model_name: str = Field(max_length=100)
+    placeholder_model: bool = False
+
+
+class Case(CaseBase, table=True):
+    """One patient transport decision, keyed by the edge's case id."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    status: CaseStatus = Field(default=CaseStatus.OFFERED, index=True)
+    accepted_hospital_id: str | None = Field(default=None, foreign_key="hospital.id", max_length=64)
+    captured_at: datetime = Field(sa_column=_ts(nullable=False))
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    decided_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    diagnosis: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
+    thumbnail_jpeg: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
+
+
+class CasePublic(CaseBase):
+    """A case as the API shows it, with its offers."""
+
+    id: str
+    status: CaseStatus
+    accepted_hospital_id: str | None
+    captured_at: datetime
+    received_at: datetime
+    decided_at: datetime | None
+    offers: list[OfferPublic] = []
+
+
+# -- offers -------------------------------------------------------------------------
+class OfferBase(SQLModel):
+    """A case offered to one hospital."""
+
+    case_id: str = Field(foreign_key="case.id", index=True, max_length=64)
+    hospital_id: str = Field(foreign_key="hospital.id", index=True, max_length=64)
+    rank: int = Field(ge=1)
+    distance_km: float = Field(ge=0)
+    eta_min: float = Field(ge=0)
+
+
+class Offer(OfferBase, table=True):
+    """An offer and its outcome; one per (case, hospital)."""
+
+    __table_args__ = (UniqueConstraint("case_id", "hospital_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    state: OfferState = Field(default=OfferState.OPEN, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    expires_at: datetime = Field(sa_column=_ts(nullable=False, index=True))
+    decided_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    decided_by: str | None = Field(default=None, max_length=128)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class OfferPublic(OfferBase):
+    """An offer as the API shows it."""
+
+    id: int
+    state: OfferState
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    reason: str | None
+
+
+# -- ambulances ----------------------------------------------------------------------
+class AmbulanceBase(SQLModel):
+    """The latest the hub has heard from an ambulance."""
+
+    online: bool = False
+    lat: float | None = None
+    lon: float | None = None
+
+
+class Ambulance(AmbulanceBase, table=True):
+    """One ambulance's last status and position."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    status_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    position_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class AmbulancePublic(AmbulanceBase):
+    """An ambulance as the API shows it."""
+
+    id: str
+    status_at: datetime | None
+    position_at: datetime | None
+
+
+# -- plumbing: idempotency and the transactional outbox ---------------------------
+class ProcessedMessage(SQLModel, table=True):
+    """A message id already applied; its insert fails for a duplicate."""
+
+    message_id: str = Field(primary_key=True, max_length=36)
+    schema_name: str = Field(max_length=64)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message written in the same transaction as the state change that
+    caused it, and published afterwards; ``sent_at`` is set on the broker's ack."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    topic: str = Field(max_length=256)
+    qos: int = 1
+    retain: bool = False
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    message_id: str = Field(max_length=36)
+    case_id: str | None = Field(default=None, max_length=64, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    sent_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True, index=True))
+    attempts: int = 0
+
+
+CasePublic.model_rebuild()

@@ -1,0 +1,67 @@
+"""The project's exception hierarchy, rooted in :class:`GoldenhourError`.
+
+Callers catch the narrowest class that they can act on; a service's outer loop
+catches :class:`GoldenhourError` to log and carry on.
+"""
+
+from __future__ import annotations
+
+
+class GoldenhourError(Exception):
+    """Root of every error that goldenhour raises on purpose."""
+
+
+class ConfigurationError(GoldenhourError):
+    """Settings or files needed at start-up are missing or invalid."""
+
+
+class ContractError(GoldenhourError):
+    """A message does not honour the message contract."""
+
+
+class MalformedMessage(ContractError):
+    """Bytes that are not a valid msgpack envelope, or fields of the wrong type."""
+
+
+class OversizeMessage(ContractError):
+    """A message larger than the limit for its kind."""
+
+
+class UnknownSchema(ContractError):
+    """An envelope names a schema that this build does not know."""
+
+
+class UnsupportedVersion(ContractError):
+    """An envelope names a known schema at a version this build cannot read."""
+
+
+class TopicMismatch(ContractError):
+    """A topic outside the contract, or one that disagrees with the envelope."""
+
+
+class MessagingError(GoldenhourError):
+    """The broker could not be reached or did not acknowledge in time."""
+
+
+class BrokerUnavailable(MessagingError):
+    """No connection to the broker."""
+
+
+class PublishTimeout(MessagingError):
+    """The broker did not acknowledge a publish within the timeout."""
+
+
+class BrokerStartError(MessagingError):
+    """An embedded broker could not be started."""
+
+
+class InputImageError(GoldenhourError):
+    """An image that cannot be read or is not usable for diagnosis."""
+
+
+class CaseError(GoldenhourError):
+    """A case-level operation is not allowed in the case's current state."""
+
+
+class NotFound(CaseError):
+    """A case, offer or hospital that does not exist."""

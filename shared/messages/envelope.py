@@ -1,0 +1,53 @@
+"""The versioned envelope that wraps every payload on the wire."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.ids import Identifier
+from shared.messages.payloads import Payload
+
+P = TypeVar("P", bound=Payload)
+
+
+class Envelope(BaseModel, Generic[P]):
+    """One message: who sent what, when, about which case.
+
+    ``schema_name`` and ``version`` always agree with the payload's class;
+    build envelopes with :meth:`wrap` rather than by hand.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_name: str = Field(min_length=1, max_length=64)
+    version: int = Field(ge=1)
+    message_id: uuid.UUID
+    case_id: Identifier | None
+    sender: Identifier
+    sent_at: AwareDatetime
+    payload: P
+
+    @classmethod
+    def wrap(
+        cls,
+        payload: P,
+        *,
+        sender: str,
+        case_id: str | None = None,
+        message_id: uuid.UUID | None = None,
+        sent_at: datetime | None = None,
+    ) -> Envelope[P]:
+        """Wrap ``payload`` in a new envelope with a fresh id and the current UTC time."""
+        return Envelope[type(payload)](  # type: ignore[misc]
+            schema_name=payload.SCHEMA,
+            version=payload.VERSION,
+            message_id=message_id or uuid.uuid4(),
+            case_id=case_id,
+            sender=sender,
+            sent_at=sent_at or datetime.now(UTC),
+            payload=payload,
+        )

@@ -1,0 +1,16 @@
+"""MQTT client layer shared by the edge and the hub."""
+
+from shared.mqtt.communicator import Communicator, RawHandler
+from shared.mqtt.memory import InMemoryBroker, InMemoryCommunicator
+from shared.mqtt.messenger import Messenger, status_will
+from shared.mqtt.paho_client import PahoCommunicator
+
+__all__ = [
+    "Communicator",
+    "InMemoryBroker",
+    "InMemoryCommunicator",
+    "Messenger",
+    "PahoCommunicator",
+    "RawHandler",
+    "status_will",
+]

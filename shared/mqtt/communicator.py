@@ -1,0 +1,64 @@
+"""The transport interface: MQTT in production, in-memory in unit tests."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+RawHandler = Callable[[str, bytes], None]
+"""Called with (topic, payload bytes) for each message matching a subscription."""
+
+
+@dataclass(frozen=True)
+class LastWill:
+    """Retained message the broker publishes if the client vanishes, and the
+    online message the client publishes on each connect."""
+
+    topic: str
+    online: bytes
+    offline: bytes
+
+
+class Communicator(ABC):
+    """Publish and subscribe raw bytes with broker acknowledgement.
+
+    Implementations deliver messages to handlers on a worker thread, never on
+    the network thread, so a handler may publish; an exception in a handler is
+    logged and never stops delivery.
+    """
+
+    @abstractmethod
+    def start(self, wait: bool = True) -> None:
+        """Connect. With ``wait``, block until connected or raise BrokerUnavailable."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Publish the offline status (if any), disconnect and stop the threads."""
+
+    @abstractmethod
+    def subscribe(self, topic_filter: str, handler: RawHandler, qos: int = 1) -> None:
+        """Subscribe now (waiting for the broker's acknowledgement when connected)
+        and again after every reconnect."""
+
+    @abstractmethod
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Publish and, for QoS 1 and 2, wait for the broker's acknowledgement.
+
+        Raises:
+            BrokerUnavailable: not connected.
+            PublishTimeout: no acknowledgement within ``timeout``.
+        """
+
+    @property
+    @abstractmethod
+    def connected(self) -> bool:
+        """Whether the broker connection is up now."""

@@ -1,0 +1,275 @@
+"""paho-mqtt 2.x implementation of :class:`Communicator`.
+
+Behaviour, after Home Assistant's MQTT client and against Frigate's pitfalls:
+- a fixed client id and a persistent session (MQTT 5 session expiry, or
+  ``clean_session=False`` on 3.1.1), so the broker queues QoS 1 messages while
+  the client is away;
+- a retained online status on every connect and a retained offline last will;
+- resubscription on every connect, with the SUBACK awaited when subscribing
+  from user code;
+- publish waits for the PUBACK with a timeout;
+- messages are handled on a worker thread and acknowledged (manual ack) only
+  after the handler returns, so a crash mid-handler means redelivery, not loss;
+  an exception in a handler is logged and the next message is handled.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from shared.errors import BrokerUnavailable, MessagingError, PublishTimeout
+from shared.mqtt.communicator import Communicator, LastWill, RawHandler
+from shared.settings import MqttSettings
+
+logger = logging.getLogger(__name__)
+
+
+def _strip_share(topic_filter: str) -> str:
+    """``$share/group/a/b`` -> ``a/b``: incoming topics never carry the prefix."""
+    if topic_filter.startswith("$share/"):
+        return topic_filter.split("/", 2)[2]
+    return topic_filter
+
+
+class PahoCommunicator(Communicator):
+    """A broker connection for one service instance."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        client_id: str,
+        *,
+        last_will: LastWill | None = None,
+    ) -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self._last_will = last_will
+        self._v5 = settings.protocol == "5"
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=None if self._v5 else False,
+            protocol=MQTTProtocolVersion.MQTTv5 if self._v5 else MQTTProtocolVersion.MQTTv311,
+            manual_ack=True,
+        )
+        if settings.username:
+            password = settings.password.get_secret_value() if settings.password else None
+            self._client.username_pw_set(settings.username, password)
+        if settings.tls_ca_file:
+            self._client.tls_set(ca_certs=str(settings.tls_ca_file), cert_reqs=ssl.CERT_REQUIRED)
+        if last_will:
+            self._client.will_set(last_will.topic, last_will.offline, qos=1, retain=True)
+        self._client.reconnect_delay_set(
+            min_delay=max(1, round(settings.reconnect_min_s)),
+            max_delay=max(1, round(settings.reconnect_max_s)),
+        )
+        self._client.max_queued_messages_set(0)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+
+        self._lock = threading.Lock()
+        self._subscriptions: dict[str, tuple[int, RawHandler]] = {}
+        self._suback: dict[int, tuple[threading.Event, list[ReasonCode]]] = {}
+        self._connected = threading.Event()
+        self._inbox: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._started = False
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self, wait: bool = True) -> None:
+        """Connect in the background; with ``wait``, block until connected."""
+        if self._started:
+            return
+        self._started = True
+        self._worker = threading.Thread(
+            target=self._work, name=f"mqtt-handlers-{self._client_id}", daemon=True
+        )
+        self._worker.start()
+        kwargs: dict[str, Any] = {}
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self._settings.session_expiry_s
+            kwargs = {"clean_start": False, "properties": props}
+        self._client.connect_async(
+            self._settings.host, self._settings.port, self._settings.keepalive_s, **kwargs
+        )
+        self._client.loop_start()
+        if wait and not self._connected.wait(self._settings.connect_timeout_s):
+            self.stop()
+            raise BrokerUnavailable(
+                f"no connection to MQTT broker {self._settings.host}:{self._settings.port} "
+                f"within {self._settings.connect_timeout_s:g} s"
+            )
+
+    def stop(self) -> None:
+        """Say offline (retained), disconnect and stop the loop and worker."""
+        if not self._started:
+            return
+        if self._last_will and self._connected.is_set():
+            try:
+                self.publish(self._last_will.topic, self._last_will.offline, retain=True,
+                             timeout=2.0)
+            except MessagingError as exc:
+                logger.warning("could not publish offline status: %s", exc)
+        self._stopping = True
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._stopping = False
+        self._connected.clear()
+        self._inbox.put(None)
+        if self._worker:
+            self._worker.join(timeout=5)
+        self._started = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until connected or ``timeout`` passes; return whether connected."""
+        return self._connected.wait(timeout)
+
+    # -- subscribe ----------------------------------------------------------
+    def subscribe(self, topic_filter: str, handler: RawHandler, qos: int = 1) -> None:
+        with self._lock:
+            self._subscriptions[topic_filter] = (qos, handler)
+        if not self._connected.is_set():
+            return  # _on_connect subscribes everything
+        done = threading.Event()
+        codes: list[ReasonCode] = []
+        with self._lock:
+            result, mid = self._client.subscribe(topic_filter, qos)
+            if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+                raise BrokerUnavailable(f"subscribe to {topic_filter} failed: {result}")
+            self._suback[mid] = (done, codes)
+        if not done.wait(self._settings.publish_timeout_s):
+            raise PublishTimeout(f"no SUBACK for {topic_filter}")
+        failures = [code for code in codes if code.is_failure]
+        if failures:
+            raise MessagingError(f"broker refused subscription {topic_filter}: {failures}")
+        logger.debug("subscribed", extra={"topic_filter": topic_filter, "qos": qos})
+
+    # -- publish ------------------------------------------------------------
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        if not self._connected.is_set():
+            raise BrokerUnavailable(f"not connected to the broker; {topic} not published")
+        timeout = self._settings.publish_timeout_s if timeout is None else timeout
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError) as exc:
+            raise BrokerUnavailable(f"publish to {topic} failed: {exc}") from exc
+        if not info.is_published():
+            raise PublishTimeout(f"broker did not acknowledge {topic} within {timeout:g} s")
+
+    # -- paho callbacks (network thread: never block here) ------------------
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            logger.error("broker refused connection", extra={"reason": str(reason_code)})
+            return
+        with self._lock:
+            filters = [(topic, qos) for topic, (qos, _) in self._subscriptions.items()]
+        if filters:
+            client.subscribe(filters)
+        if self._last_will:
+            client.publish(self._last_will.topic, self._last_will.online, qos=1, retain=True)
+        self._connected.set()
+        logger.info(
+            "connected to broker",
+            extra={
+                "client_id": self._client_id,
+                "broker": f"{self._settings.host}:{self._settings.port}",
+                "session_present": flags.session_present,
+                "resubscribed": len(filters),
+            },
+        )
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        if was_connected and not self._stopping:
+            logger.warning(
+                "disconnected from broker; reconnecting",
+                extra={"client_id": self._client_id, "reason": str(reason_code)},
+            )
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        with self._lock:
+            waiter = self._suback.pop(mid, None)
+        if waiter:
+            waiter[1].extend(reason_codes)
+            waiter[0].set()
+        elif any(code.is_failure for code in reason_codes):
+            logger.error("broker refused a subscription", extra={"codes": str(reason_codes)})
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._inbox.put(message)
+
+    # -- worker thread --------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            message = self._inbox.get()
+            if message is None:
+                return
+            try:
+                self._dispatch(message)
+            finally:
+                if message.qos > 0:
+                    self._client.ack(message.mid, message.qos)
+
+    def _dispatch(self, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            handlers = [
+                handler
+                for topic_filter, (_, handler) in self._subscriptions.items()
+                if mqtt.topic_matches_sub(_strip_share(topic_filter), message.topic)
+            ]
+        if not handlers:
+            logger.debug("message with no handler", extra={"topic": message.topic})
+        for handler in handlers:
+            try:
+                handler(message.topic, message.payload)
+            except Exception:
+                logger.exception("message handler failed", extra={"topic": message.topic})
