@@ -1,8 +1,9 @@
 """Payload models of the message contract, one class per (schema, version).
 
-Field names are the wire names. Add a field only with a default (readers of the
-old version keep working); any other change is a new version registered beside
-the old one.
+Field names are the wire names. Readers ignore payload fields they do not know
+(tolerant reader), so a field may be added, with a default, within a version;
+any other change (rename, removal, new meaning, new type) is a new version
+registered beside the old one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ Probability = float
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class Payload(_Model):

@@ -1,0 +1,106 @@
+"""Session fixtures: a real Mosquitto, a real PostgreSQL, headless Chromium,
+and the data folder (skipped with a reason when absent)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.broker import MosquittoBroker, find_mosquitto
+from shared.datapaths import ENV_VAR, data_dir
+from shared.logs import configure_logging
+from shared.settings import MqttSettings
+from tests.services import create_database, drop_database, postgres_server, require
+
+CHROMIUM = Path(os.environ.get("GOLDENHOUR_CHROMIUM", "/usr/bin/chromium"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    configure_logging("DEBUG", "text")
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> Iterator[MosquittoBroker]:
+    """One real Mosquitto for the session, on a free loopback port."""
+    require(find_mosquitto() is not None, "mosquitto is not installed (apt-get install mosquitto)")
+    broker = MosquittoBroker()
+    broker.start()
+    yield broker
+    broker.cleanup()
+
+
+@pytest.fixture
+def fresh_mosquitto() -> Iterator[MosquittoBroker]:
+    """A Mosquitto of this test's own, for tests that kill or restart it."""
+    require(find_mosquitto() is not None, "mosquitto is not installed (apt-get install mosquitto)")
+    broker = MosquittoBroker()
+    broker.start()
+    yield broker
+    broker.cleanup()
+
+
+@pytest.fixture
+def mqtt_settings(mosquitto: MosquittoBroker) -> MqttSettings:
+    """Client settings for the session broker, with short timeouts."""
+    return mosquitto.mqtt_settings(publish_timeout_s=5.0, connect_timeout_s=5.0)
+
+
+@pytest.fixture
+def uid() -> str:
+    """A short unique suffix, so tests sharing a broker never share client ids."""
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A real PostgreSQL server for the session (initdb in a temp folder)."""
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str, uid: str) -> Iterator[str]:
+    """An empty PostgreSQL database of this test's own."""
+    name = f"test_{uid}"
+    url = create_database(postgres_server_url, name)
+    yield url
+    drop_database(postgres_server_url, name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on SQLite and on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hub.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(scope="session")
+def data_folder() -> Path:
+    """The team's data folder; tests needing real images skip without it."""
+    folder = data_dir()
+    if folder is None:
+        pytest.skip(f"real data not found: set {ENV_VAR} to the data folder (see README)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def browser():  # type: ignore[no-untyped-def]
+    """Headless Debian Chromium driven by Playwright (no browser download)."""
+    require(CHROMIUM.exists(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--disable-dev-shm-usage"],
+        )
+        yield browser
+        browser.close()

@@ -1,0 +1,84 @@
+"""Ranking, triage, ids and settings: pure logic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge_agent.settings import load_edge_settings
+from edge_agent.triage import triage
+from hospital_hub.ranking import Site, haversine_km, rank_sites
+from hospital_hub.settings import load_hub_settings
+from shared.findings import FINDINGS, Finding
+from shared.ids import is_valid_id, new_case_id
+from shared.messages import FindingScore
+
+
+def _scores(positive: set[Finding]) -> list[FindingScore]:
+    return [FindingScore(finding=f, probability=0.9 if f in positive else 0.1, threshold=0.5)
+            for f in FINDINGS]
+
+
+def test_haversine_known_distance() -> None:
+    # Boston (42.3601, -71.0589) to New York (40.7128, -74.0060): about 306 km.
+    assert haversine_km(42.3601, -71.0589, 40.7128, -74.0060) == pytest.approx(306, abs=2)
+    assert haversine_km(10, 10, 10, 10) == 0
+
+
+def test_rank_orders_by_travel_time_and_skips_full_or_excluded() -> None:
+    sites = [Site("far", "Far", 42.45, -71.06, 5), Site("near", "Near", 42.36, -71.06, 5),
+             Site("full", "Full", 42.3601, -71.0589, 0), Site("mid", "Mid", 42.40, -71.06, 5)]
+    ranked = rank_sites(42.3601, -71.0589, 2, sites)
+    assert [c.site.id for c in ranked] == ["near", "mid", "far"]
+    assert [c.rank for c in ranked] == [1, 2, 3]
+    assert "min" in ranked[0].explanation and "ER beds" in ranked[0].explanation
+    assert [c.site.id for c in rank_sites(42.3601, -71.0589, 2, sites, exclude={"near"})] == \
+        ["mid", "far"]
+
+
+@given(st.floats(-80, 80), st.floats(-179, 179), st.integers(1, 5))
+def test_rank_is_deterministic_and_sorted(lat: float, lon: float, level: int) -> None:
+    sites = [Site(f"s{i}", f"S{i}", 42 + i * 0.01, -71 - i * 0.02, 1 + i % 3) for i in range(8)]
+    first = rank_sites(lat, lon, level, sites)
+    assert first == rank_sites(lat, lon, level, list(reversed(sites)))
+    etas = [c.eta_min for c in first]
+    assert etas == sorted(etas)
+
+
+def test_triage_levels() -> None:
+    assert triage(_scores({Finding.PNEUMOTHORAX, Finding.NODULE})).level == 1
+    assert triage(_scores({Finding.EDEMA})).level == 2
+    assert triage(_scores({Finding.MASS})).level == 3
+    assert triage(_scores({Finding.NODULE})).level == 4
+    calm = triage(_scores(set()))
+    assert calm.level == 5 and calm.reasons == ["no finding above its threshold"]
+    assert "placeholder" in triage(_scores(set()), placeholder=True).reasons[-1]
+
+
+def test_case_ids_are_valid_topic_levels_and_sort_by_time() -> None:
+    early = new_case_id(datetime(2026, 1, 1, tzinfo=UTC))
+    late = new_case_id(datetime(2026, 1, 2, tzinfo=UTC))
+    assert is_valid_id(early) and early < late
+    assert new_case_id() != new_case_id()
+
+
+def test_settings_read_prefixed_and_nested_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOLDENHOUR_HUB_OFFER_COUNT", "5")
+    monkeypatch.setenv("GOLDENHOUR_HUB_MQTT__PORT", "1999")
+    monkeypatch.setenv("GOLDENHOUR_EDGE_AMBULANCE_ID", "amb-42")
+    hub = load_hub_settings()
+    assert hub.offer_count == 5 and hub.mqtt.port == 1999
+    assert load_hub_settings(offer_count=2).offer_count == 2
+    assert load_edge_settings().ambulance_id == "amb-42"
+    assert load_edge_settings().mqtt.port == 1883
+
+
+def test_invalid_settings_are_clear(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("GOLDENHOUR_EDGE_AMBULANCE_ID", "bad/id")
+    with pytest.raises(ValidationError, match="ambulance_id"):
+        load_edge_settings()
