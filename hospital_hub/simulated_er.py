@@ -69,10 +69,10 @@ class SimulatedEr:
 
     @classmethod
     def connect(cls, hospital_id: str, settings: MqttSettings, policy: Policy,
-                **kwargs: Any) -> SimulatedEr:
+                client_id: str | None = None, **kwargs: Any) -> SimulatedEr:
         """Build one with its own broker connection and last will."""
         communicator = PahoCommunicator(
-            settings, client_id=f"goldenhour-er-{hospital_id}",
+            settings, client_id=client_id or f"goldenhour-er-{hospital_id}",
             last_will=status_will(topics.ER_STATUS, hospital_id, "er", hospital_id=hospital_id),
         )
         return cls(hospital_id, communicator, policy, **kwargs)

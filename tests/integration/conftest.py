@@ -1,0 +1,80 @@
+"""A whole system on the session's Mosquitto: hub, simulated ERs and an ambulance."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge_agent.agent import EdgeAgent
+from edge_agent.settings import load_edge_settings
+from hospital_hub.registry import read_registry_csv
+from hospital_hub.runtime import HubRuntime
+from hospital_hub.settings import SAMPLE_REGISTRY, load_hub_settings
+from hospital_hub.simulated_er import Policy, SimulatedEr
+from shared.messages import OfferV1
+from shared.settings import MqttSettings
+
+
+def accept_rank(rank: int) -> Policy:
+    """ERs accept only the offer of this rank and decline the others."""
+
+    def policy(hospital_id: str, case_id: str, offer: OfferV1):  # type: ignore[no-untyped-def]
+        return ("accept", None) if offer.rank == rank else ("decline", "test: full")
+
+    return policy
+
+
+@dataclass
+class System:
+    hub: HubRuntime
+    edge: EdgeAgent
+    ers: dict[str, SimulatedEr] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        self.edge.stop()
+        for er in self.ers.values():
+            er.stop()
+        self.hub.stop()
+
+
+@pytest.fixture
+def xray(tmp_path: Path) -> Path:
+    """A small synthetic grey-scale image (not a real X-ray)."""
+    y, x = np.mgrid[0:512, 0:512]
+    pixels = ((np.sin(x / 31.0) * np.cos(y / 19.0) + 1) * 120).astype(np.uint8)
+    path = tmp_path / "synthetic.png"
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture
+def make_system(mqtt_settings: MqttSettings, uid: str) -> Iterator[Callable[..., System]]:
+    systems: list[System] = []
+
+    def make(database_url: str, policy: Policy | None = None, er_delay_s: float = 0.05,
+             **hub_overrides: object) -> System:
+        hub = HubRuntime(load_hub_settings(hub_id=f"hub-{uid}", database_url=database_url,
+                                           mqtt=mqtt_settings, maintenance_interval_s=0.2,
+                                           **hub_overrides))
+        hub.start()
+        ers = {}
+        for hospital in read_registry_csv(SAMPLE_REGISTRY):
+            er = SimulatedEr.connect(hospital.id, mqtt_settings, policy or accept_rank(1),
+                                     client_id=f"er-{hospital.id}-{uid}", delay_s=er_delay_s)
+            er.start()
+            ers[hospital.id] = er
+        edge = EdgeAgent(load_edge_settings(ambulance_id=f"amb-{uid}", mqtt=mqtt_settings,
+                                            lat=42.3467, lon=-71.0972))
+        edge.start()
+        system = System(hub, edge, ers)
+        systems.append(system)
+        return system
+
+    yield make
+    for system in systems:
+        system.stop()

@@ -1,0 +1,77 @@
+"""The hub's HTTP API, served by the real app over a real broker and database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hospital_hub.api import create_app
+from hospital_hub.runtime import HubRuntime
+from hospital_hub.settings import load_hub_settings
+from shared import topics
+from shared.messages import Envelope, encode
+from shared.mqtt import PahoCommunicator
+from shared.settings import MqttSettings
+from tests import samples
+from tests.services import wait_until
+
+
+@pytest.fixture
+def client(database_url: str, mqtt_settings: MqttSettings, uid: str) -> Iterator[TestClient]:
+    runtime = HubRuntime(load_hub_settings(hub_id=f"api-{uid}", database_url=database_url,
+                                           mqtt=mqtt_settings))
+    with TestClient(create_app(runtime)) as test_client:
+        yield test_client
+
+
+def _send_case(mqtt_settings: MqttSettings, uid: str) -> str:
+    sender = PahoCommunicator(mqtt_settings, client_id=f"api-edge-{uid}")
+    sender.start()
+    case_id = f"20261125T120000Z-{uid}"
+    envelope = Envelope.wrap(samples.diagnosis(ambulance_id=f"amb-{uid}"),
+                             sender=f"amb-{uid}", case_id=case_id)
+    sender.publish(topics.CASE_DIAGNOSIS.topic(ambulance_id=f"amb-{uid}", case_id=case_id),
+                   encode(envelope))
+    sender.stop()
+    return case_id
+
+
+def test_health_hospitals_and_404s(client: TestClient) -> None:
+    health = client.get("/health").json()
+    assert health["broker_connected"] is True and health["status"] == "ok"
+    hospitals = client.get("/api/hospitals").json()
+    assert len(hospitals) == 8 and all("SAMPLE DATA" in h["name"] for h in hospitals)
+    assert client.get("/api/cases/nope").status_code == 404
+    assert client.get("/er/nope").status_code == 404
+    response = client.post("/api/cases/nope/offers/bos-mgh/decision",
+                           json={"decision": "accept", "decided_by": "Dr X"})
+    assert response.status_code == 404
+
+
+def test_case_appears_and_console_decision_takes_effect(
+        database_url: str, client: TestClient, mqtt_settings: MqttSettings, uid: str) -> None:
+    case_id = _send_case(mqtt_settings, uid)
+    assert wait_until(lambda: client.get(f"/api/cases/{case_id}").status_code == 200)
+    case = client.get(f"/api/cases/{case_id}").json()
+    assert case["status"] == "offered" and len(case["offers"]) == 3
+    assert client.get(f"/api/cases/{case_id}/thumbnail.jpg").content.startswith(b"\xff\xd8")
+    first, second = case["offers"][0]["hospital_id"], case["offers"][1]["hospital_id"]
+
+    bad = client.post(f"/api/cases/{case_id}/offers/{first}/decision",
+                      json={"decision": "maybe", "decided_by": "Dr X"})
+    assert bad.status_code == 422
+    declined = client.post(f"/api/cases/{case_id}/offers/{first}/decision",
+                           json={"decision": "decline", "decided_by": "Dr X", "reason": "full"})
+    assert declined.json()["outcome"] == "declined"
+    accepted = client.post(f"/api/cases/{case_id}/offers/{second}/decision",
+                           json={"decision": "accept", "decided_by": "Dr Y"})
+    assert accepted.json() == {"outcome": "accepted", "case_status": "accepted"}
+    again = client.post(f"/api/cases/{case_id}/offers/{second}/decision",
+                        json={"decision": "accept", "decided_by": "Dr Y"})
+    assert again.status_code == 409
+    listed = client.get("/api/cases", params={"status": "accepted"}).json()
+    assert [c["id"] for c in listed] == [case_id]
+    assert client.get("/health").json()["outbox_pending"] == 0
