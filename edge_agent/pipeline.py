@@ -93,5 +93,5 @@ class DiagnosisPipeline:
             patient=patient,
         )
         logger.info("diagnosed", extra={"source": image.source, "triage_level": level.level,
-                                        "top3": ",".join(top3), "ms": sum(timings.values())})
+                                        "top3": ",".join(top3), "ms": round(sum(timings.values()), 1)})
         return diagnosis

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 
 from shared.settings import LogFormat
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message", "asctime", "color_message"}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:

@@ -69,7 +69,7 @@ class Processes:
             stdout=subprocess.PIPE if capture else None,
         )
         self.children.append((name, process))
-        logger.info("started", extra={"process": name, "pid": process.pid})
+        logger.info("started", extra={"child": name, "pid": process.pid})
         return process
 
     def dead(self) -> list[tuple[str, int]]:

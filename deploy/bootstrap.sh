@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Prepare this machine for goldenhour: Debian packages that are missing (as
+# root, or through sudo) and a virtual environment in .venv with the project.
+# Idempotent: a second run installs nothing unless pyproject.toml changed.
+# Usage: deploy/bootstrap.sh demo|test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile="${1:-demo}"
+
+have() { command -v "$1" >/dev/null 2>&1; }
+need=()
+have mosquitto || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+PY="${PYTHON:-python3}"
+"$PY" -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+if [ "$profile" = test ]; then
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || have initdb || need+=(postgresql)
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+fi
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then sudo=""; elif have sudo; then sudo="sudo"; else sudo="-"; fi
+  if [ "$sudo" = "-" ]; then
+    echo "goldenhour: missing system packages: ${need[*]}" >&2
+    echo "  install them as root: apt-get install ${need[*]}" >&2
+    # The demo can run without mosquitto (in-process amqtt); the tests cannot.
+    [ "$profile" = test ] && exit 1
+  else
+    echo "goldenhour: installing system packages: ${need[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+fi
+
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "goldenhour needs Python 3.11 or newer ($PY is older)" >&2; exit 1; }
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+extras="edge,hub,embedded-broker"
+[ "$profile" = test ] && extras="$extras,dev"
+stamp=".venv/.installed-${profile}-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "goldenhour: installing Python packages (.[${extras}]) into .venv" >&2
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[${extras}]"
+  touch "$stamp"
+fi

@@ -1,0 +1,118 @@
+"""The command line, the one-machine main job and the amqtt fallback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from shared.broker import AmqttBroker, free_port
+from shared.cli import _register_plugins, app
+
+REPO = Path(__file__).parents[2]
+
+
+def _cli() -> CliRunner:
+    _register_plugins()
+    return CliRunner()
+
+
+@pytest.mark.parametrize("command", [[], ["edge"], ["edge", "send"], ["edge", "run"], ["hub"],
+                                     ["hub", "serve"], ["hub", "simulate-ers"], ["train"],
+                                     ["demo"], ["bench", "e2e"], ["topics"], ["broker"]])
+def test_every_command_has_useful_help(command: list[str]) -> None:
+    result = _cli().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output and len(result.output.splitlines()) > 5
+
+
+def test_topics_command_lists_the_contract() -> None:
+    result = _cli().invoke(app, ["topics", "--markdown"])
+    assert result.exit_code == 0
+    assert "`goldenhour/v1/er/{hospital_id}/offer/{case_id}` | `offer` v1 | 1 | no" in \
+        result.output
+
+
+def test_send_without_a_broker_fails_clearly(tmp_path: Path) -> None:
+    env = {**os.environ, "GOLDENHOUR_EDGE_MQTT__PORT": str(free_port()),
+           "GOLDENHOUR_EDGE_MQTT__CONNECT_TIMEOUT_S": "1"}
+    result = subprocess.run([sys.executable, "-m", "shared.cli", "edge", "send",
+                             str(tmp_path / "x.png")], env=env, capture_output=True, text=True,
+                            timeout=60, cwd=REPO)
+    assert result.returncode == 2
+    assert "cannot reach the broker" in result.stdout
+
+
+def test_demo_runs_the_whole_system(tmp_path: Path, xray: Path) -> None:
+    """The README's main job, shortened: ambulances send X-rays, ERs answer."""
+    port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "demo", "--ambulances", "2", "--interval", "2",
+         "--images", str(xray.parent), "--port", str(port), "--state-dir",
+         str(tmp_path / "state"), "--accept-probability", "1.0", "--duration", "120"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        accepted: list[dict] = []  # type: ignore[type-arg]
+        while time.monotonic() < deadline and len(accepted) < 2:
+            time.sleep(1)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/cases?status=accepted",
+                                            timeout=5) as response:
+                    accepted = json.loads(response.read())
+            except OSError:
+                continue
+        assert len(accepted) >= 2, "the demo produced no accepted cases in 90 s"
+        assert {c["ambulance_id"] for c in accepted} <= {"amb-1", "amb-2"}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            assert "not for clinical use" in response.read().decode()
+    finally:
+        demo.send_signal(signal.SIGINT)
+        try:
+            assert demo.wait(timeout=30) == 0
+        finally:
+            demo.kill()
+
+
+def test_amqtt_fallback_carries_a_case(tmp_path: Path, xray: Path, uid: str) -> None:
+    """Without mosquitto the main job falls back to amqtt, on MQTT 3.1.1."""
+    pytest.importorskip("amqtt")
+    from edge_agent.agent import EdgeAgent
+    from edge_agent.settings import load_edge_settings
+    from hospital_hub.runtime import HubRuntime
+    from hospital_hub.settings import load_hub_settings
+    from hospital_hub.simulated_er import SimulatedEr, always
+
+    broker = AmqttBroker()
+    broker.start()
+    settings = broker.mqtt_settings(publish_timeout_s=5, connect_timeout_s=5)
+    assert settings.protocol == "3.1.1"
+    hub = HubRuntime(load_hub_settings(hub_id=f"amqtt-{uid}", mqtt=settings,
+                                       database_url=f"sqlite:///{tmp_path / 'hub.db'}"))
+    ers = [SimulatedEr.connect(h, settings, always("accept"), delay_s=0.05)
+           for h in ("bos-mgh", "bos-tufts", "bos-bmc", "bos-bwh", "bos-bidmc")]
+    edge = EdgeAgent(load_edge_settings(ambulance_id=f"amb-{uid}", mqtt=settings,
+                                        lat=42.3631, lon=-71.0686))
+    try:
+        hub.start()
+        for er in ers:
+            er.start()
+        edge.start()
+        record = edge.submit(xray)
+        done = edge.wait_for_decision(record.case_id, timeout=20)
+        assert done.decision is not None and done.decision.status == "accepted"
+    finally:
+        edge.stop()
+        for er in ers:
+            er.stop()
+        hub.stop()
+        broker.stop()
