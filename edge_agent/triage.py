@@ -23,11 +23,11 @@ RULES: tuple[tuple[int, str, frozenset[Finding]], ...] = (
 def triage(scores: list[FindingScore], placeholder: bool = False) -> Triage:
     """The most urgent level whose findings include a positive score."""
     positive = {score.finding for score in scores if score.positive}
-    for level, label, findings in RULES:
-        hits = sorted(positive & findings)
-        if hits:
-            reasons = [f"AI suggests {finding}" for finding in hits]
-            break
+    matched = next(((lvl, name, sorted(positive & found)) for lvl, name, found in RULES
+                    if positive & found), None)
+    if matched:
+        level, label, hits = matched
+        reasons = [f"AI suggests {finding}" for finding in hits]
     else:
         level, label, reasons = 5, "non-urgent", ["no finding above its threshold"]
     if placeholder:

@@ -192,14 +192,18 @@ def er_decision_form(
     return RedirectResponse(f"/er/{hospital_id}", status_code=303)
 
 
-def create_app(runtime: HubRuntime, manage_runtime: bool = True) -> FastAPI:
+def create_app(
+    runtime: HubRuntime, manage_runtime: bool = True, wait_for_broker: bool = True
+) -> FastAPI:
     """Build the app around ``runtime``; with ``manage_runtime`` the app's
-    lifespan starts and stops it."""
+    lifespan starts and stops it. Without ``wait_for_broker`` the pages come
+    up at once and the broker connection follows when it can (``/health``
+    says ``degraded`` until then)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_runtime:
-            runtime.start()
+            runtime.start(wait=wait_for_broker)
         try:
             yield
         finally:

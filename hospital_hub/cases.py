@@ -158,6 +158,11 @@ class CaseService:
         return [c.site.id for c in chosen]
 
     @staticmethod
+    def _lock_case(session: Session, case_id: str) -> Case | None:
+        """Load the case with a row lock (PostgreSQL; SQLite locks the database)."""
+        return session.exec(select(Case).where(Case.id == case_id).with_for_update()).first()
+
+    @staticmethod
     def _open_offers(session: Session, case_id: str) -> list[Offer]:
         return list(session.exec(
             select(Offer).where(Offer.case_id == case_id, Offer.state == OfferState.OPEN)
@@ -183,7 +188,9 @@ class CaseService:
             NotFound: no offer of this case to this hospital exists.
         """
         with session_scope(self._engine) as session:
-            case = session.get(Case, case_id)
+            # Every change to a case's offers locks the case row first, so
+            # concurrent decisions queue up instead of deadlocking on offer rows.
+            case = self._lock_case(session, case_id)
             if envelope is not None and self._seen(session, envelope):
                 logger.info("duplicate decision dropped",
                             extra={"case_id": case_id, "message_id": str(envelope.message_id)})
@@ -264,26 +271,33 @@ class CaseService:
         """Mark open offers past their expiry as expired and offer those
         cases onward; returns how many offers expired."""
         now = now or utcnow()
-        with session_scope(self._engine) as session:
-            stale = session.exec(
-                select(Offer).where(Offer.state == OfferState.OPEN, col(Offer.expires_at) <= now)
-            ).all()
-            cases: dict[str, Case] = {}
-            for offer in stale:
-                offer.state = OfferState.EXPIRED
-                offer.decided_at = now
-                session.add(offer)
-                case = session.get(Case, offer.case_id)
-                if case is not None:
-                    cases[case.id] = case
+        with Session(self._engine) as session:
+            case_ids = set(session.exec(
+                select(Offer.case_id).where(Offer.state == OfferState.OPEN,
+                                            col(Offer.expires_at) <= now)
+            ).all())
+        expired = 0
+        for case_id in sorted(case_ids):
+            with session_scope(self._engine) as session:
+                case = self._lock_case(session, case_id)
+                if case is None:
+                    continue
+                stale = session.exec(
+                    select(Offer).where(Offer.case_id == case_id, Offer.state == OfferState.OPEN,
+                                        col(Offer.expires_at) <= now)
+                ).all()
+                for offer in stale:
+                    offer.state = OfferState.EXPIRED
+                    offer.decided_at = now
+                    session.add(offer)
                     self._withdraw(session, case, offer)
-            session.flush()
-            for case in cases.values():
-                if case.status == CaseStatus.OFFERED and not self._open_offers(session, case.id):
+                session.flush()
+                expired += len(stale)
+                if case.status == CaseStatus.OFFERED and not self._open_offers(session, case_id):
                     self._offer_next(session, case)
-        if stale:
-            logger.info("offers expired", extra={"count": len(stale)})
-        return len(stale)
+        if expired:
+            logger.info("offers expired", extra={"count": expired})
+        return expired
 
     # -- ambulances --------------------------------------------------------------------
     def ambulance_status(self, ambulance_id: str, envelope: Envelope[StatusV1]) -> None:

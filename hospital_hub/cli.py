@@ -40,7 +40,9 @@ def serve(
 
     settings = load_hub_settings()
     configure_logging(settings.log_level, settings.log_format, service="hub")
-    app_ = create_app(HubRuntime(settings))
+    # Serve the consoles even while the broker is unreachable; the outbox keeps
+    # every message until the connection is up.
+    app_ = create_app(HubRuntime(settings), wait_for_broker=False)
     uvicorn.run(app_, host=host or settings.http_host, port=port or settings.http_port,
                 log_config=None, access_log=False)
 
@@ -54,7 +56,7 @@ def worker() -> None:
     configure_logging(settings.log_level, settings.log_format, service="hub")
     runtime = HubRuntime(settings)
     try:
-        runtime.start()
+        runtime.start(wait=False)
     except GoldenhourError as exc:
         typer.echo(f"hub could not start: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -44,7 +44,11 @@ class HubRuntime:
         self._thread: threading.Thread | None = None
 
     def start(self, wait: bool = True) -> None:
-        """Migrate the schema, import the registry, connect and subscribe."""
+        """Migrate the schema, import the registry, connect and subscribe.
+
+        With ``wait`` False the broker connection is made in the background and
+        retried until it succeeds.
+        """
         migrate(self.engine)
         import_registry(self.engine, self.settings.registry_csv)
         subscribe_handlers(self.messenger, self.cases, self.outbox.flush,

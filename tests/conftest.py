@@ -12,15 +12,10 @@ import pytest
 
 from shared.broker import MosquittoBroker, find_mosquitto
 from shared.datapaths import ENV_VAR, data_dir
-from shared.logs import configure_logging
 from shared.settings import MqttSettings
 from tests.services import create_database, drop_database, postgres_server, require
 
 CHROMIUM = Path(os.environ.get("GOLDENHOUR_CHROMIUM", "/usr/bin/chromium"))
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    configure_logging("DEBUG", "text")
 
 
 @pytest.fixture(scope="session")

@@ -62,3 +62,10 @@ class Communicator(ABC):
     @abstractmethod
     def connected(self) -> bool:
         """Whether the broker connection is up now."""
+
+
+def strip_share(topic_filter: str) -> str:
+    """``$share/group/a/b`` -> ``a/b``: incoming topics never carry the prefix."""
+    if topic_filter.startswith("$share/"):
+        return topic_filter.split("/", 2)[2]
+    return topic_filter

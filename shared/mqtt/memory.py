@@ -13,7 +13,7 @@ import threading
 import paho.mqtt.client as mqtt
 
 from shared.errors import BrokerUnavailable
-from shared.mqtt.communicator import Communicator, LastWill, RawHandler
+from shared.mqtt.communicator import Communicator, LastWill, RawHandler, strip_share
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +89,7 @@ class InMemoryCommunicator(Communicator):
 
     def subscribe(self, topic_filter: str, handler: RawHandler, qos: int = 1) -> None:
         self._subscriptions[topic_filter] = handler
-        plain = topic_filter.split("/", 2)[2] if topic_filter.startswith("$share/") else topic_filter
-        for topic, payload in self._broker.retained_for(plain):
+        for topic, payload in self._broker.retained_for(strip_share(topic_filter)):
             self._call(handler, topic, payload)
 
     def publish(
@@ -108,8 +107,7 @@ class InMemoryCommunicator(Communicator):
 
     def _deliver(self, topic: str, payload: bytes) -> None:
         for topic_filter, handler in list(self._subscriptions.items()):
-            plain = topic_filter.split("/", 2)[2] if topic_filter.startswith("$share/") else topic_filter
-            if mqtt.topic_matches_sub(plain, topic):
+            if mqtt.topic_matches_sub(strip_share(topic_filter), topic):
                 self._call(handler, topic, payload)
 
     @staticmethod

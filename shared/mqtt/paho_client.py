@@ -23,22 +23,15 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from shared.errors import BrokerUnavailable, MessagingError, PublishTimeout
-from shared.mqtt.communicator import Communicator, LastWill, RawHandler
+from shared.mqtt.communicator import Communicator, LastWill, RawHandler, strip_share
 from shared.settings import MqttSettings
 
 logger = logging.getLogger(__name__)
-
-
-def _strip_share(topic_filter: str) -> str:
-    """``$share/group/a/b`` -> ``a/b``: incoming topics never carry the prefix."""
-    if topic_filter.startswith("$share/"):
-        return topic_filter.split("/", 2)[2]
-    return topic_filter
 
 
 class PahoCommunicator(Communicator):
@@ -264,7 +257,7 @@ class PahoCommunicator(Communicator):
             handlers = [
                 handler
                 for topic_filter, (_, handler) in self._subscriptions.items()
-                if mqtt.topic_matches_sub(_strip_share(topic_filter), message.topic)
+                if mqtt.topic_matches_sub(strip_share(topic_filter), message.topic)
             ]
         if not handlers:
             logger.debug("message with no handler", extra={"topic": message.topic})

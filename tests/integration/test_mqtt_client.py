@@ -200,3 +200,26 @@ def test_concurrent_publishers(mqtt_settings: MqttSettings, uid: str) -> None:
     finally:
         pub.stop()
         sub.stop()
+
+
+def test_services_started_before_the_broker_connect_when_it_comes(tmp_path: Path,
+                                                                  uid: str) -> None:
+    """An ambulance computer boots in a dead zone: the agent must come up anyway."""
+    from edge_agent.agent import EdgeAgent
+    from edge_agent.settings import load_edge_settings
+
+    port = free_port()
+    settings = MqttSettings(port=port, reconnect_min_s=0.2, reconnect_max_s=1.0)
+    agent = EdgeAgent(load_edge_settings(ambulance_id=f"amb-{uid}", mqtt=settings))
+    agent.start(wait=False)
+    try:
+        assert not agent.communicator.connected
+        broker = MosquittoBroker(port=port, workdir=tmp_path)
+        broker.start()
+        try:
+            assert wait_until(lambda: agent.communicator.connected, timeout=15)
+        finally:
+            agent.stop()
+            broker.cleanup()
+    finally:
+        agent.stop()

@@ -153,12 +153,15 @@ def test_random_bytes_never_escape_the_contract_errors(data: bytes) -> None:
         pass
 
 
+_INT64 = st.integers(min_value=-(2**63), max_value=2**64 - 1)
+_VALUES = st.one_of(st.none(), _INT64, st.text(max_size=20), st.binary(max_size=20), st.booleans(),
+                    st.dictionaries(st.text(max_size=5), _INT64))
+_KEYS = st.sampled_from(["schema", "version", "message_id", "case_id", "sender", "sent_at",
+                         "payload", "x"])
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(["schema", "version", "message_id", "case_id", "sender",
-                                        "sent_at", "payload", "x"]),
-                       st.one_of(st.none(), st.integers(min_value=-(2**63), max_value=2**64 - 1), st.text(max_size=20),
-                                 st.binary(max_size=20), st.booleans(),
-                                 st.dictionaries(st.text(max_size=5), st.integers(-(2**63), 2**63)))))
+@given(st.dictionaries(_KEYS, _VALUES))
 def test_random_envelope_maps_never_escape_the_contract_errors(raw: dict) -> None:  # type: ignore[type-arg]
     raw.setdefault("schema", "status")
     try:
