@@ -207,8 +207,10 @@ def _fresh(path: Path) -> Path:
 
 def _banner(options: DemoOptions, broker: EmbeddedBroker, folder: Path | None) -> None:
     base = f"http://127.0.0.1:{options.http_port}"
+    script = Path(sys.executable).parent / "goldenhour"
+    program = str(script) if script.exists() else "goldenhour"
     send = (f"GOLDENHOUR_EDGE_MQTT__PORT={broker.port} GOLDENHOUR_EDGE_MQTT__PROTOCOL="
-            f"{broker.protocol} goldenhour edge send PATH/TO/XRAY.dcm --ambulance-id amb-1")
+            f"{broker.protocol} {program} edge send PATH/TO/XRAY.dcm --ambulance-id amb-1")
     images = (f"ambulances take X-rays from {folder} every {options.interval_s:g} s"
               if folder else "no X-ray folder found (set GOLDENHOUR_DATA_DIR or --images); "
               "ambulances wait for you to send one")
