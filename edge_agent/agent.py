@@ -29,8 +29,10 @@ class CaseRecord:
     case_id: str
     source: str
     triage_level: int
-    published_at: float
-    """``time.monotonic()`` at the broker's acknowledgement."""
+    envelope: Envelope[Any]
+    """The diagnosis as sent; a retry resends it with the same message id."""
+    published_at: float | None = None
+    """``time.monotonic()`` at the broker's acknowledgement; None until then."""
     decision: CaseDecisionV1 | None = None
     decision_latency_s: float | None = None
     """From the diagnosis publish to the decision's arrival."""
@@ -95,23 +97,42 @@ class EdgeAgent:
     def submit(self, path: Path, patient: Patient | None = None) -> CaseRecord:
         """Diagnose ``path`` and publish the case; returns once the broker has it.
 
+        The case is recorded before it is sent, so a decision that comes back
+        at once is never missed.
+
         Raises:
             InputImageError: the image cannot be used (nothing is published).
-            MessagingError: the broker did not take the case.
+            MessagingError: the broker did not take the case; the record is
+                kept in :attr:`cases` and :meth:`resend` retries it unchanged.
         """
         case_id = new_case_id()
         diagnosis = self.pipeline.run(path, ambulance_id=self.ambulance_id,
                                       position=self.position, patient=patient)
-        envelope = self.messenger.send(topics.CASE_DIAGNOSIS, diagnosis, case_id=case_id,
-                                       ambulance_id=self.ambulance_id)
         record = CaseRecord(case_id=case_id, source=path.name,
-                            triage_level=diagnosis.triage.level, published_at=time.monotonic())
+                            triage_level=diagnosis.triage.level,
+                            envelope=Envelope.wrap(diagnosis, sender=self.ambulance_id,
+                                                   case_id=case_id))
         with self._lock:
             self.cases[case_id] = record
-        logger.info("case published", extra={"case_id": case_id, "ambulance_id": self.ambulance_id,
-                                             "message_id": str(envelope.message_id),
-                                             "triage_level": diagnosis.triage.level})
+        self.resend(case_id)
         return record
+
+    def resend(self, case_id: str) -> CaseRecord:
+        """Publish a recorded case's diagnosis (again), with its original ids,
+        so that the hub drops it if the first attempt did arrive."""
+        record = self.cases[case_id]
+        self.messenger.publish_envelope(topics.CASE_DIAGNOSIS, record.envelope,
+                                        ambulance_id=self.ambulance_id, case_id=case_id)
+        record.published_at = time.monotonic()
+        logger.info("case published", extra={
+            "case_id": case_id, "ambulance_id": self.ambulance_id,
+            "message_id": str(record.envelope.message_id), "triage_level": record.triage_level})
+        return record
+
+    def unsent(self) -> list[str]:
+        """Cases whose diagnosis the broker has not acknowledged yet."""
+        with self._lock:
+            return [c.case_id for c in self.cases.values() if c.published_at is None]
 
     def wait_for_decision(self, case_id: str, timeout: float | None = None) -> CaseRecord:
         """Block until the hub's decision for ``case_id`` arrives.
@@ -135,7 +156,7 @@ class EdgeAgent:
             record = self.cases.get(case_id)
         latency = None
         if record is not None:
-            latency = time.monotonic() - record.published_at
+            latency = time.monotonic() - (record.published_at or time.monotonic())
             record.decision, record.decision_latency_s = decision, latency
             record.done.set()
         logger.info(

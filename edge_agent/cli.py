@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import signal
@@ -14,11 +15,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from edge_agent.agent import EdgeAgent
 from edge_agent.settings import load_edge_settings
 from shared.errors import GoldenhourError, InputImageError
 from shared.logs import configure_logging
 
 app = typer.Typer(help="Edge agent for the ambulance computer.", no_args_is_help=True)
+logger = logging.getLogger(__name__)
 console = Console()
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
 
@@ -32,8 +35,6 @@ def run(
 ) -> None:
     """Run the agent: announce the ambulance, report positions, and (with
     --folder) diagnose and send an X-ray every --interval seconds."""
-    from edge_agent.agent import EdgeAgent
-
     settings = load_edge_settings()
     configure_logging(settings.log_level, settings.log_format, service=settings.ambulance_id)
     agent = EdgeAgent(settings)
@@ -43,29 +44,39 @@ def run(
     images = _images(folder) if folder else []
     random.Random(seed).shuffle(images)
     if not images:
-        import logging
-
-        logging.getLogger(__name__).warning(
+        logger.warning(
             "no X-ray folder; send one with: goldenhour edge send PATH --ambulance-id %s",
             settings.ambulance_id)
     try:
         index = 0
         while not stop.wait(interval if index else min(interval, 2.0)):
+            _retry_unsent(agent)
             if not images:
                 continue
             path = images[index % len(images)]
             index += 1
             try:
                 agent.submit(path)
+            except InputImageError as exc:
+                logger.error("image not usable", extra={"source": path.name, "detail": str(exc)})
             except GoldenhourError as exc:
-                import logging
-
-                logging.getLogger(__name__).error("case not sent", extra={
-                    "source": path.name, "error": type(exc).__name__, "detail": str(exc)})
+                logger.warning("case kept for retry", extra={"source": path.name,
+                                                             "error": str(exc)})
+            except Exception:  # one bad image must not stop the ambulance's agent
+                logger.exception("case failed", extra={"source": path.name})
     except KeyboardInterrupt:
         pass
     finally:
         agent.stop()
+
+
+def _retry_unsent(agent: EdgeAgent) -> None:
+    for case_id in agent.unsent():
+        try:
+            agent.resend(case_id)
+        except GoldenhourError as exc:
+            logger.warning("case still not sent", extra={"case_id": case_id, "error": str(exc)})
+            return
 
 
 def _images(folder: Path) -> list[Path]:
@@ -85,10 +96,11 @@ def send(
 ) -> None:
     """Diagnose X-rays, send each as a case and wait for the hub's decision,
     printing where the patient goes and the round-trip time."""
-    from edge_agent.agent import EdgeAgent
-
     overrides: dict[str, Any] = {"ambulance_id": ambulance_id} if ambulance_id else {}
     settings = load_edge_settings(**overrides)
+    # A one-shot tool: its broker session ends with it (nothing queued for a dead client).
+    settings = settings.model_copy(
+        update={"mqtt": settings.mqtt.model_copy(update={"session_expiry_s": 0})})
     configure_logging(settings.log_level, settings.log_format, service="send")
     agent = EdgeAgent(settings, announce=False,
                       client_id=f"goldenhour-send-{settings.ambulance_id}-{os.getpid()}")

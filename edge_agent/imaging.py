@@ -20,6 +20,7 @@ from shared.errors import InputImageError
 
 MAX_PIXELS = 64 * 1024 * 1024
 """Refuse anything larger (a decompression bomb, or not an X-ray)."""
+MAX_SIDE = 16384
 MIN_SIDE = 64
 
 
@@ -59,6 +60,8 @@ def load_image(path: Path) -> LoadedImage:
         pixels, fmt = _raster_pixels(data, path)
     if min(pixels.shape) < MIN_SIDE:
         raise InputImageError(f"{path.name}: image {pixels.shape} is too small for a chest X-ray")
+    if max(pixels.shape) > MAX_SIDE:
+        raise InputImageError(f"{path.name}: image {pixels.shape} is too large for a chest X-ray")
     return LoadedImage(pixels=pixels, format=fmt, source=path.name, sha256=digest)
 
 
@@ -103,11 +106,14 @@ def _dicom_pixels(data: bytes, path: Path) -> np.ndarray:
         raise InputImageError(f"{path.name}: {rows}x{cols} pixels is too large")
     try:
         array = dataset.pixel_array
+        if array.ndim != 2:
+            raise InputImageError(
+                f"{path.name}: expected one grey-scale frame, got shape {array.shape}")
+        array = apply_voi_lut(apply_modality_lut(array, dataset), dataset)
+    except InputImageError:
+        raise
     except Exception as exc:  # pydicom raises many types for corrupt or unsupported pixel data
         raise InputImageError(f"{path.name}: cannot decode DICOM pixel data ({exc})") from exc
-    if array.ndim != 2:
-        raise InputImageError(f"{path.name}: expected one grey-scale frame, got shape {array.shape}")
-    array = apply_voi_lut(apply_modality_lut(array, dataset), dataset)
     pixels = _to_uint8(array)
     if dataset.get("PhotometricInterpretation") == "MONOCHROME1":
         pixels = 255 - pixels

@@ -12,12 +12,22 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from pydantic import ValidationError
 
-from edge_agent.imaging import load_image, thumbnail_jpeg
+from edge_agent.imaging import LoadedImage, load_image, thumbnail_jpeg
 from edge_agent.placeholder import PlaceholderClassifier
 from edge_agent.triage import triage
+from shared.errors import InputImageError
 from shared.findings import FINDINGS, Finding
-from shared.messages import DiagnosisV1, FindingScore, ImageInfo, ModelInfo, Patient, Position
+from shared.messages import (
+    DiagnosisV1,
+    FindingScore,
+    ImageInfo,
+    ModelInfo,
+    Patient,
+    Position,
+    Triage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +89,22 @@ class DiagnosisPipeline:
             top3 = [FINDINGS[i] for i in order]
         with stage("triage"):
             level = triage(scores, placeholder=self.classifier.info.placeholder)
-        diagnosis = DiagnosisV1(
+        try:
+            diagnosis = self._message(image, thumbnail, scores, top3, level, timings,
+                                      ambulance_id, position, patient, captured_at)
+        except ValidationError as exc:
+            raise InputImageError(f"{image.source}: cannot describe this image in a "
+                                  f"diagnosis message ({exc.errors()[0]['msg']})") from exc
+        logger.info("diagnosed", extra={"source": image.source, "triage_level": level.level,
+                                        "top3": ",".join(top3),
+                                        "ms": round(sum(timings.values()), 1)})
+        return diagnosis
+
+    def _message(self, image: LoadedImage, thumbnail: bytes, scores: list[FindingScore],
+                 top3: list[Finding], level: Triage, timings: dict[str, float],
+                 ambulance_id: str, position: Position, patient: Patient | None,
+                 captured_at: datetime | None) -> DiagnosisV1:
+        return DiagnosisV1(
             ambulance_id=ambulance_id,
             captured_at=captured_at or datetime.now(UTC),
             position=position,
@@ -92,6 +117,3 @@ class DiagnosisPipeline:
             timings_ms=timings,
             patient=patient,
         )
-        logger.info("diagnosed", extra={"source": image.source, "triage_level": level.level,
-                                        "top3": ",".join(top3), "ms": round(sum(timings.values()), 1)})
-        return diagnosis

@@ -1,6 +1,18 @@
-"""The offer state machine: a case comes in, ERs are offered it, the first
-accept wins, and the ambulance is told. Every change and the messages it
-causes commit in one transaction (see :mod:`hospital_hub.outbox`)."""
+"""The offer protocol: an explicit state machine with an audit trail.
+
+A case comes in and is offered to the best ERs (``offer_count`` open at a
+time). A decline, which needs a reason, or an expired offer brings in the
+next candidate. The first accept wins; the other offers are withdrawn and
+those ERs told; a late accept is answered "already placed". When nobody is
+left, the ambulance hears ``no_er_available`` and dispatch is alerted. The
+ambulance can cancel or divert, and hears the case's state after every change.
+
+Every operation locks the case row first (``SELECT ... FOR UPDATE``; SQLite
+locks the database), so concurrent decisions from several hub workers queue
+up and the first accept to take the lock wins; the state change, its audit
+event and the messages it causes commit in one transaction (see
+:mod:`hospital_hub.outbox`).
+"""
 
 from __future__ import annotations
 
@@ -9,41 +21,37 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import update
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from hospital_hub import messages
 from hospital_hub.db import session_scope
 from hospital_hub.models import (
     Ambulance,
     Case,
+    CaseDiagnosis,
+    CaseEvent,
     CaseStatus,
+    CaseVitals,
     Hospital,
     Offer,
     OfferState,
     ProcessedMessage,
     utcnow,
 )
-from hospital_hub.outbox import enqueue
-from hospital_hub.ranking import Site, rank_sites
+from hospital_hub.ranking import Policy, Site, needs_for, rank_sites
 from hospital_hub.settings import HubSettings
-from shared import topics
+from hospital_hub.travel import Point, Router, make_router
 from shared.errors import CaseError, NotFound
-from shared.messages import (
-    CaseDecisionV1,
-    DiagnosisV1,
-    Envelope,
-    OfferV1,
-    Position,
-    PositionV1,
-    StatusV1,
-)
+from shared.messages import CaseUpdateV1, DiagnosisV1, Envelope, Patient, Vitals
 
 logger = logging.getLogger(__name__)
 
-AI_NOTICE = "AI result, not for clinical use"
+AI_NOTICE = messages.AI_NOTICE
 
-DecisionOutcome = Literal["accepted", "declined", "too_late", "already_decided", "duplicate"]
+DecisionOutcome = Literal["accepted", "declined", "already_placed", "already_decided",
+                          "duplicate"]
 
 
 @dataclass(frozen=True)
@@ -52,32 +60,59 @@ class DecisionResult:
 
     outcome: DecisionOutcome
     case_status: CaseStatus
+    placed_at: str | None = None
+    """The hospital that has the patient, for an "already placed" answer."""
 
 
 class CaseService:
     """Applies incoming messages and console actions to the database."""
 
-    def __init__(self, engine: Engine, settings: HubSettings) -> None:
+    def __init__(self, engine: Engine, settings: HubSettings, router: Router | None = None,
+                 policy: Policy | None = None) -> None:
         self._engine = engine
         self._settings = settings
         self._sender = settings.hub_id
+        self._router = router or make_router(settings.routing_url, settings.routing_timeout_s)
+        self._policy = policy or Policy(stale_after_s=settings.capacity_stale_s)
 
-    # -- idempotency --------------------------------------------------------------
+    # -- helpers ----------------------------------------------------------------------
     @staticmethod
-    def _seen(session: Session, envelope: Envelope[Any]) -> bool:
+    def _seen(session: Session, envelope: Envelope[Any] | None) -> bool:
         """Record the message id; return True if it was already applied."""
+        if envelope is None:
+            return False
         key = str(envelope.message_id)
         if session.get(ProcessedMessage, key) is not None:
             return True
         session.add(ProcessedMessage(message_id=key, schema_name=envelope.schema_name))
         return False
 
+    @staticmethod
+    def _lock_case(session: Session, case_id: str) -> Case | None:
+        return session.exec(select(Case).where(Case.id == case_id).with_for_update()).first()
+
+    @staticmethod
+    def _event(session: Session, case: Case, kind: str, actor: str, **detail: Any) -> None:
+        now = utcnow()
+        case.updated_at = now
+        session.add(case)
+        session.add(CaseEvent(case_id=case.id, at=now, kind=kind, actor=actor, detail=detail))
+
+    @staticmethod
+    def _open_offers(session: Session, case_id: str) -> list[Offer]:
+        return list(session.exec(
+            select(Offer).where(Offer.case_id == case_id, Offer.state == OfferState.OPEN)
+            .order_by(col(Offer.rank))
+        ).all())
+
+    def _status(self, session: Session, case: Case, message: str) -> None:
+        messages.case_status(session, self._sender, case, message)
+
     # -- cases ----------------------------------------------------------------------
     def receive_diagnosis(self, envelope: Envelope[DiagnosisV1]) -> bool:
-        """Store a new case and offer it to the best ERs.
+        """Store a new case and offer it, or add a further X-ray to a known case.
 
-        Returns False (and changes nothing) for a duplicate message or a case
-        id that already exists.
+        Returns False (and changes nothing) for a duplicate message.
         """
         diagnosis = envelope.payload
         case_id = envelope.case_id
@@ -88,87 +123,137 @@ class CaseService:
                 logger.info("duplicate diagnosis dropped",
                             extra={"case_id": case_id, "message_id": str(envelope.message_id)})
                 return False
-            if session.get(Case, case_id) is not None:
-                logger.warning("case already known; diagnosis dropped", extra={"case_id": case_id})
-                return False
-            case = Case(
-                id=case_id,
-                ambulance_id=diagnosis.ambulance_id,
-                triage_level=diagnosis.triage.level,
-                triage_label=diagnosis.triage.label,
-                top3=[str(f) for f in diagnosis.top3],
-                lat=diagnosis.position.lat,
-                lon=diagnosis.position.lon,
-                model_name=f"{diagnosis.model.name} {diagnosis.model.version}",
-                placeholder_model=diagnosis.model.placeholder,
-                captured_at=diagnosis.captured_at,
-                diagnosis=diagnosis.model_dump(mode="json", exclude={"image": {"thumbnail_jpeg"}}),
-                thumbnail_jpeg=diagnosis.image.thumbnail_jpeg,
-            )
-            session.add(case)
-            session.flush()
-            offered = self._offer_next(session, case)
-        logger.info(
-            "case received",
-            extra={"case_id": case_id, "ambulance_id": diagnosis.ambulance_id,
-                   "triage_level": diagnosis.triage.level, "offered_to": offered},
-        )
+            case = self._lock_case(session, case_id)
+            new = case is None
+            if case is None:
+                case = Case(id=case_id, ambulance_id=diagnosis.ambulance_id,
+                            lat=diagnosis.position.lat, lon=diagnosis.position.lon,
+                            captured_at=diagnosis.captured_at, triage_level=diagnosis.triage.level,
+                            triage_label=diagnosis.triage.label, model_name="")
+            elif case.ambulance_id != diagnosis.ambulance_id:
+                raise CaseError(f"case {case_id} belongs to ambulance {case.ambulance_id}")
+            self._record_diagnosis(session, case, envelope)
+            if new:
+                self._event(session, case, "created", diagnosis.ambulance_id)
+                session.flush()
+                offered = self._top_up(session, case, actor=self._sender)
+                self._status(session, case, f"Offered to {len(offered)} ER(s).")
+            else:
+                offered = []
+                self._status(session, case, "Further X-ray received.")
+        logger.info("case received" if new else "further diagnosis added to case",
+                    extra={"case_id": case_id, "ambulance_id": diagnosis.ambulance_id,
+                           "triage_level": diagnosis.triage.level, "offered_to": offered})
         return True
 
-    def _offer_next(self, session: Session, case: Case) -> list[str]:
-        """Offer ``case`` to the next best ERs not yet asked; if none is left
-        and no offer is open, tell the ambulance that no ER is available."""
+    def _record_diagnosis(self, session: Session, case: Case,
+                          envelope: Envelope[DiagnosisV1]) -> None:
+        diagnosis = envelope.payload
+        case.triage_level, case.triage_label = diagnosis.triage.level, diagnosis.triage.label
+        case.top3 = [str(f) for f in diagnosis.top3]
+        case.positive_findings = [str(s.finding) for s in diagnosis.findings if s.positive]
+        case.model_name = f"{diagnosis.model.name} {diagnosis.model.version}"
+        case.placeholder_model = diagnosis.model.placeholder
+        if diagnosis.patient:
+            self._apply_patient(case, diagnosis.patient)
+        session.add(case)
+        session.add(CaseDiagnosis(
+            case_id=case.id, message_id=str(envelope.message_id), model_name=diagnosis.model.name,
+            model_version=diagnosis.model.version, model_sha256=diagnosis.model.sha256,
+            placeholder_model=diagnosis.model.placeholder, triage_level=diagnosis.triage.level,
+            payload=diagnosis.model_dump(mode="json", exclude={"image": {"thumbnail_jpeg"}}),
+            thumbnail_jpeg=diagnosis.image.thumbnail_jpeg,
+        ))
+        if diagnosis.vitals:
+            self._add_vitals(session, case, diagnosis.vitals)
+        self._event(session, case, "triage", diagnosis.ambulance_id,
+                    level=diagnosis.triage.level, label=diagnosis.triage.label,
+                    reasons=diagnosis.triage.reasons, model=case.model_name,
+                    placeholder=diagnosis.model.placeholder)
+
+    @staticmethod
+    def _apply_patient(case: Case, patient: Patient) -> None:
+        for source, target in (("name", "patient_name"), ("age_years", "patient_age"),
+                               ("sex", "patient_sex"), ("chief_complaint", "chief_complaint")):
+            value = getattr(patient, source)
+            if value is not None:
+                setattr(case, target, value)
+
+    @staticmethod
+    def _add_vitals(session: Session, case: Case, vitals: Vitals) -> None:
+        session.add(CaseVitals(case_id=case.id, **vitals.model_dump()))
+
+    # -- offers -------------------------------------------------------------------------
+    def _origin(self, session: Session, case: Case) -> Point:
+        """Where the ambulance is now: its latest position if newer than the case's."""
+        ambulance = session.get(Ambulance, case.ambulance_id)
+        if (ambulance and ambulance.lat is not None and ambulance.lon is not None
+                and ambulance.position_at and ambulance.position_at > case.captured_at):
+            return Point(ambulance.lat, ambulance.lon)
+        return Point(case.lat, case.lon)
+
+    def _sites(self, session: Session, exclude: set[str]) -> tuple[list[Site], list[Hospital]]:
+        now = utcnow()
+        pending = dict(session.exec(
+            select(Offer.hospital_id, func.count()).where(Offer.state == OfferState.OPEN)
+            .group_by(col(Offer.hospital_id))
+        ).all())
+        hospitals = [h for h in session.exec(select(Hospital).order_by(col(Hospital.id))).all()
+                     if h.id not in exclude]
+        sites = [Site(
+            id=h.id, name=h.name, er_beds=h.er_beds, icu_beds=h.icu_beds, ct=h.ct,
+            thoracic_surgery=h.thoracic_surgery, chest_tube=h.chest_tube,
+            isolation_rooms=h.isolation_rooms, paediatrics=h.paediatrics,
+            er_beds_free=h.er_beds_free, icu_beds_free=h.icu_beds_free, accepting=h.accepting,
+            capacity_age_s=(now - h.capacity_at).total_seconds() if h.capacity_at else None,
+            open_offers=int(pending.get(h.id, 0)),
+        ) for h in hospitals]
+        return sites, hospitals
+
+    def _top_up(self, session: Session, case: Case, actor: str) -> list[str]:
+        """Bring the case's open offers up to ``offer_count`` with the next best
+        ERs not yet asked; with none open and none left, give up to dispatch."""
+        open_offers = self._open_offers(session, case.id)
+        wanted = self._settings.offer_count - len(open_offers)
         asked = set(session.exec(select(Offer.hospital_id).where(Offer.case_id == case.id)).all())
-        hospitals = session.exec(select(Hospital)).all()
-        sites = [Site(h.id, h.name, h.lat, h.lon, h.er_beds) for h in hospitals]
-        candidates = rank_sites(case.lat, case.lon, case.triage_level, sites, exclude=asked)
-        chosen = candidates[: self._settings.offer_count]
+        chosen = []
+        if wanted > 0:
+            sites, hospitals = self._sites(session, exclude=asked)
+            origin = self._origin(session, case)
+            travel = dict(zip((s.id for s in sites), self._router.travel(
+                origin, [Point(h.lat, h.lon) for h in hospitals], case.triage_level),
+                strict=True))
+            needs = needs_for(case.triage_level, case.positive_findings, case.patient_age)
+            chosen = rank_sites(sites, travel, needs, self._policy, exclude=asked)[:wanted]
         now = utcnow()
         expires = now + timedelta(seconds=self._settings.offer_ttl_s)
-        for candidate in chosen:
-            rank = len(asked) + candidate.rank
-            session.add(Offer(
-                case_id=case.id, hospital_id=candidate.site.id, rank=rank,
-                distance_km=candidate.distance_km, eta_min=candidate.eta_min,
-                created_at=now, expires_at=expires,
-            ))
-            enqueue(
-                session, topics.ER_OFFER,
-                OfferV1(
-                    hospital_id=candidate.site.id, ambulance_id=case.ambulance_id, state="open",
-                    rank=rank, distance_km=candidate.distance_km, eta_min=candidate.eta_min,
-                    expires_at=expires, triage_level=case.triage_level,
-                    top3=case.top3,  # type: ignore[arg-type]
-                    summary=(f"Triage {case.triage_level} ({case.triage_label}); "
-                             f"{candidate.explanation}; {AI_NOTICE}"),
-                ),
-                sender=self._sender, case_id=case.id, hospital_id=candidate.site.id,
-            )
-        if not chosen and not self._open_offers(session, case.id):
+        for number, candidate in enumerate(chosen, start=len(asked) + 1):
+            offer = Offer(case_id=case.id, hospital_id=candidate.site.id, rank=number,
+                          distance_km=candidate.travel.distance_km,
+                          eta_min=candidate.travel.eta_min, created_at=now, expires_at=expires)
+            session.add(offer)
+            messages.offer_open(session, self._sender, case, offer, candidate.explanation)
+            self._event(session, case, "offered", actor, hospital_id=candidate.site.id,
+                        rank=number, score=candidate.score, explanation=candidate.explanation)
+        if not chosen and not open_offers and case.status == CaseStatus.OFFERED:
             case.status = CaseStatus.NO_ER_AVAILABLE
             case.decided_at = now
-            session.add(case)
-            enqueue(
-                session, topics.CASE_DECISION,
-                CaseDecisionV1(status="no_er_available",
-                               message="No ER accepted; call dispatch for a manual allocation."),
-                sender=self._sender, case_id=case.id, ambulance_id=case.ambulance_id,
-            )
-            logger.warning("no ER available", extra={"case_id": case.id, "asked": len(asked)})
+            messages.no_er_available(session, self._sender, case, asked=len(asked))
+            self._event(session, case, "no_er_available", actor, asked=len(asked))
+            logger.warning("no ER available; dispatch alerted",
+                           extra={"case_id": case.id, "asked": len(asked)})
+        session.flush()
         return [c.site.id for c in chosen]
 
-    @staticmethod
-    def _lock_case(session: Session, case_id: str) -> Case | None:
-        """Load the case with a row lock (PostgreSQL; SQLite locks the database)."""
-        return session.exec(select(Case).where(Case.id == case_id).with_for_update()).first()
+    def _withdraw_open(self, session: Session, case: Case, why: str,
+                       keep: int | None = None) -> None:
+        for other in self._open_offers(session, case.id):
+            if other.id != keep:
+                other.state, other.decided_at = OfferState.WITHDRAWN, utcnow()
+                session.add(other)
+                messages.offer_withdrawn(session, self._sender, case, other, why)
 
-    @staticmethod
-    def _open_offers(session: Session, case_id: str) -> list[Offer]:
-        return list(session.exec(
-            select(Offer).where(Offer.case_id == case_id, Offer.state == OfferState.OPEN)
-        ).all())
-
-    # -- decisions -------------------------------------------------------------------
+    # -- decisions -----------------------------------------------------------------------
     def decide(
         self,
         case_id: str,
@@ -181,95 +266,74 @@ class CaseService:
     ) -> DecisionResult:
         """Apply an ER's accept or decline (from MQTT or the console).
 
-        The first accept wins through a conditional update, so two ERs
-        accepting at once cannot both get the patient.
-
         Raises:
             NotFound: no offer of this case to this hospital exists.
+            CaseError: a decline without a reason.
         """
+        if decision == "decline" and not (reason and reason.strip()):
+            raise CaseError("a decline needs a reason")
         with session_scope(self._engine) as session:
-            # Every change to a case's offers locks the case row first, so
-            # concurrent decisions queue up instead of deadlocking on offer rows.
             case = self._lock_case(session, case_id)
-            if envelope is not None and self._seen(session, envelope):
-                logger.info("duplicate decision dropped",
-                            extra={"case_id": case_id, "message_id": str(envelope.message_id)})
+            if self._seen(session, envelope):
+                logger.info("duplicate decision dropped", extra={"case_id": case_id})
                 return DecisionResult("duplicate", case.status if case else CaseStatus.OFFERED)
             offer = session.exec(
                 select(Offer).where(Offer.case_id == case_id, Offer.hospital_id == hospital_id)
             ).first()
             if case is None or offer is None:
                 raise NotFound(f"no offer of case {case_id} to hospital {hospital_id}")
+            placed = case.accepted_hospital_id
             if offer.state != OfferState.OPEN:
-                logger.info("decision on a closed offer ignored",
-                            extra={"case_id": case_id, "hospital_id": hospital_id,
-                                   "offer_state": str(offer.state), "decision": decision})
-                return DecisionResult("already_decided", case.status)
+                outcome: DecisionOutcome = ("already_placed" if decision == "accept" and placed
+                                            and placed != hospital_id else "already_decided")
+                self._event(session, case, "late_" + decision, decided_by,
+                            hospital_id=hospital_id, offer_state=str(offer.state))
+                logger.info("decision on a closed offer", extra={
+                    "case_id": case_id, "hospital_id": hospital_id, "outcome": outcome})
+                return DecisionResult(outcome, case.status, placed)
             now = utcnow()
             offer.decided_at, offer.decided_by, offer.reason = now, decided_by, reason
             if decision == "decline":
                 offer.state = OfferState.DECLINED
                 session.add(offer)
+                self._event(session, case, "declined", decided_by, hospital_id=hospital_id,
+                            reason=reason)
                 session.flush()
-                logger.info("offer declined", extra={"case_id": case_id, "hospital_id": hospital_id,
-                                                     "reason": reason})
-                if case.status == CaseStatus.OFFERED and not self._open_offers(session, case_id):
-                    self._offer_next(session, case)
+                if case.status == CaseStatus.OFFERED:
+                    added = self._top_up(session, case, actor=self._sender)
+                    self._status(session, case, f"{hospital_id} declined ({reason})"
+                                 + (f"; offered to {', '.join(added)}" if added else ""))
+                logger.info("offer declined", extra={"case_id": case_id,
+                                                     "hospital_id": hospital_id, "reason": reason})
                 return DecisionResult("declined", case.status)
-            won = session.execute(
-                update(Case)
-                .where(col(Case.id) == case_id, col(Case.status) == CaseStatus.OFFERED)
-                .values(status=CaseStatus.ACCEPTED, accepted_hospital_id=hospital_id,
-                        decided_at=now)
-            ).rowcount == 1
-            if not won:
+            # The case row is locked, so its status is the truth: the first
+            # accept to get here wins, later ones see ACCEPTED.
+            if case.status != CaseStatus.OFFERED:
                 offer.state = OfferState.WITHDRAWN
                 session.add(offer)
-                self._withdraw(session, case, offer)
-                logger.info("accept came too late", extra={"case_id": case_id,
-                                                           "hospital_id": hospital_id})
-                return DecisionResult("too_late", case.status)
+                messages.offer_withdrawn(session, self._sender, case, offer,
+                                         "Already placed: another ER accepted this patient first.")
+                self._event(session, case, "late_accept", decided_by, hospital_id=hospital_id)
+                return DecisionResult("already_placed", case.status, case.accepted_hospital_id)
+            case.status, case.accepted_hospital_id, case.decided_at = (
+                CaseStatus.ACCEPTED, hospital_id, now)
             offer.state = OfferState.ACCEPTED
             session.add(offer)
-            for other in self._open_offers(session, case_id):
-                if other.id != offer.id:
-                    other.state = OfferState.WITHDRAWN
-                    other.decided_at = now
-                    session.add(other)
-                    self._withdraw(session, case, other)
+            self._withdraw_open(session, case, "Offer withdrawn: another ER accepted this "
+                                "patient.", keep=offer.id)
             hospital = session.get(Hospital, hospital_id)
             assert hospital is not None  # foreign key
-            enqueue(
-                session, topics.CASE_DECISION,
-                CaseDecisionV1(
-                    status="accepted", hospital_id=hospital.id, hospital_name=hospital.name,
-                    destination=Position(lat=hospital.lat, lon=hospital.lon),
-                    distance_km=offer.distance_km, eta_min=offer.eta_min,
-                    message=f"{hospital.name} accepts the patient; about {offer.eta_min:.0f} min.",
-                ),
-                sender=self._sender, case_id=case_id, ambulance_id=case.ambulance_id,
-            )
+            messages.decision_accepted(session, self._sender, case, offer, hospital)
+            self._event(session, case, "accepted", decided_by, hospital_id=hospital_id)
+            self._status(session, case, f"{hospital.name} accepts; about "
+                                        f"{offer.eta_min:.0f} min.")
         logger.info("offer accepted; decision queued for the ambulance",
                     extra={"case_id": case_id, "hospital_id": hospital_id,
                            "ambulance_id": case.ambulance_id, "decided_by": decided_by})
-        return DecisionResult("accepted", CaseStatus.ACCEPTED)
-
-    def _withdraw(self, session: Session, case: Case, offer: Offer) -> None:
-        enqueue(
-            session, topics.ER_OFFER,
-            OfferV1(
-                hospital_id=offer.hospital_id, ambulance_id=case.ambulance_id, state="withdrawn",
-                rank=offer.rank, distance_km=offer.distance_km, eta_min=offer.eta_min,
-                expires_at=offer.expires_at, triage_level=case.triage_level,
-                top3=case.top3,  # type: ignore[arg-type]
-                summary="Offer withdrawn: another ER has accepted this patient.",
-            ),
-            sender=self._sender, case_id=case.id, hospital_id=offer.hospital_id,
-        )
+        return DecisionResult("accepted", CaseStatus.ACCEPTED, hospital_id)
 
     def expire_offers(self, now: datetime | None = None) -> int:
-        """Mark open offers past their expiry as expired and offer those
-        cases onward; returns how many offers expired."""
+        """Expire open offers past their time and bring in the next ERs."""
         now = now or utcnow()
         with Session(self._engine) as session:
             case_ids = set(session.exec(
@@ -282,41 +346,83 @@ class CaseService:
                 case = self._lock_case(session, case_id)
                 if case is None:
                     continue
-                stale = session.exec(
-                    select(Offer).where(Offer.case_id == case_id, Offer.state == OfferState.OPEN,
-                                        col(Offer.expires_at) <= now)
-                ).all()
+                stale = [o for o in self._open_offers(session, case_id) if o.expires_at <= now]
                 for offer in stale:
-                    offer.state = OfferState.EXPIRED
-                    offer.decided_at = now
+                    offer.state, offer.decided_at = OfferState.EXPIRED, now
                     session.add(offer)
-                    self._withdraw(session, case, offer)
+                    messages.offer_withdrawn(session, self._sender, case, offer,
+                                             "Offer expired without an answer.")
+                    self._event(session, case, "expired", self._sender,
+                                hospital_id=offer.hospital_id)
                 session.flush()
                 expired += len(stale)
-                if case.status == CaseStatus.OFFERED and not self._open_offers(session, case_id):
-                    self._offer_next(session, case)
+                if stale and case.status == CaseStatus.OFFERED:
+                    added = self._top_up(session, case, actor=self._sender)
+                    self._status(session, case, f"{len(stale)} offer(s) expired"
+                                 + (f"; offered to {', '.join(added)}" if added else ""))
         if expired:
             logger.info("offers expired", extra={"count": expired})
         return expired
 
-    # -- ambulances --------------------------------------------------------------------
-    def ambulance_status(self, ambulance_id: str, envelope: Envelope[StatusV1]) -> None:
-        """Record an ambulance's online/offline status."""
-        with session_scope(self._engine) as session:
-            ambulance = session.get(Ambulance, ambulance_id) or Ambulance(id=ambulance_id)
-            ambulance.online = envelope.payload.state == "online"
-            ambulance.status_at = envelope.sent_at
-            session.add(ambulance)
-        logger.info("ambulance status", extra={"ambulance_id": ambulance_id,
-                                               "state": envelope.payload.state})
+    # -- the ambulance's updates -----------------------------------------------------------
+    def update_case(self, case_id: str, update_: CaseUpdateV1,
+                    envelope: Envelope[Any] | None = None) -> CaseStatus:
+        """Apply a cancel, divert, patient, vitals or handover update.
 
-    def ambulance_position(self, ambulance_id: str, envelope: Envelope[PositionV1]) -> None:
-        """Keep the latest position per ambulance (older reports are ignored)."""
+        Raises:
+            NotFound: unknown case.
+            CaseError: the case belongs to another ambulance, or is cancelled.
+        """
         with session_scope(self._engine) as session:
-            ambulance = session.get(Ambulance, ambulance_id) or Ambulance(id=ambulance_id)
-            if ambulance.position_at and ambulance.position_at >= envelope.sent_at:
-                return
-            ambulance.lat = envelope.payload.position.lat
-            ambulance.lon = envelope.payload.position.lon
-            ambulance.position_at = envelope.sent_at
-            session.add(ambulance)
+            case = self._lock_case(session, case_id)
+            if self._seen(session, envelope):
+                return case.status if case else CaseStatus.OFFERED
+            if case is None:
+                raise NotFound(f"no case {case_id}")
+            if case.ambulance_id != update_.ambulance_id:
+                raise CaseError(f"case {case_id} belongs to ambulance {case.ambulance_id}")
+            actor = update_.ambulance_id
+            if case.status == CaseStatus.CANCELLED:
+                raise CaseError(f"case {case_id} is cancelled")
+            if update_.action == "patient" and update_.patient:
+                self._apply_patient(case, update_.patient)
+                self._event(session, case, "patient", actor,
+                            **update_.patient.model_dump(exclude_none=True))
+            elif update_.action == "vitals" and update_.vitals:
+                self._add_vitals(session, case, update_.vitals)
+                self._event(session, case, "vitals", actor,
+                            **update_.vitals.model_dump(mode="json", exclude_none=True))
+            elif update_.action == "handover" and update_.handover:
+                case.handover = dict(update_.handover)
+                self._event(session, case, "handover", actor)
+            elif update_.action == "cancel":
+                self._release(session, case, f"Cancelled by the ambulance: {update_.reason}")
+                case.status, case.decided_at = CaseStatus.CANCELLED, utcnow()
+                self._event(session, case, "cancelled", actor, reason=update_.reason)
+                self._status(session, case, f"Cancelled: {update_.reason}")
+            elif update_.action == "divert":
+                self._release(session, case, f"Ambulance diverted: {update_.reason}")
+                case.status, case.accepted_hospital_id, case.decided_at = (
+                    CaseStatus.OFFERED, None, None)
+                self._event(session, case, "diverted", actor, reason=update_.reason)
+                session.flush()
+                added = self._top_up(session, case, actor=actor)
+                self._status(session, case, f"Diverted ({update_.reason}); offered to "
+                             f"{', '.join(added) or 'nobody: no ER left'}")
+            session.add(case)
+            status = case.status
+        logger.info("case updated", extra={"case_id": case_id, "action": update_.action,
+                                           "status": str(status)})
+        return status
+
+    def _release(self, session: Session, case: Case, why: str) -> None:
+        """Withdraw every open offer and release the accepted ER, telling each."""
+        self._withdraw_open(session, case, why)
+        if case.status == CaseStatus.ACCEPTED and case.accepted_hospital_id:
+            accepted = session.exec(select(Offer).where(
+                Offer.case_id == case.id, Offer.hospital_id == case.accepted_hospital_id)).first()
+            if accepted is not None:
+                accepted.state = OfferState.WITHDRAWN
+                session.add(accepted)
+                messages.offer_withdrawn(session, self._sender, case, accepted,
+                                         f"Patient no longer coming. {why}")

@@ -76,7 +76,7 @@ def simulate_ers(
     = None,
 ) -> None:
     """Connect one simulated ER per registry hospital; they answer offers over MQTT."""
-    from hospital_hub.registry import read_registry_csv
+    from hospital_hub.registry import read_registry
     from hospital_hub.simulated_er import SimulatedEr, always, chance
 
     settings = load_hub_settings()
@@ -84,7 +84,7 @@ def simulate_ers(
     chosen = chance(accept_probability) if policy == "chance" else always(policy)
     ers = [SimulatedEr.connect(h.id, settings.mqtt, chosen, delay_s=delay,
                                er_beds_free=h.er_beds)
-           for h in read_registry_csv(registry or settings.registry_csv)]
+           for h in read_registry(registry or settings.registry_csv)]
     try:
         for er in ers:
             er.start()
@@ -100,10 +100,10 @@ def simulate_ers(
 @app.command("check-registry")
 def check_registry(path: Path) -> None:
     """Validate a hospital registry CSV and report every bad row."""
-    from hospital_hub.registry import read_registry_csv
+    from hospital_hub.registry import read_registry
 
     try:
-        hospitals = read_registry_csv(path)
+        hospitals = read_registry(path)
     except GoldenhourError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc

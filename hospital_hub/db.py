@@ -17,6 +17,7 @@ from sqlmodel import Session, create_engine
 logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+WRITE_OPTION = "goldenhour_write"
 
 
 def make_engine(url: str) -> Engine:
@@ -35,11 +36,12 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(connection: Any) -> None:
+        def _begin(connection: Any) -> None:
             # A deferred transaction that reads and then writes fails at once with
-            # SQLITE_BUSY when another writer got in between; taking the write lock
-            # up front makes concurrent writers wait (busy_timeout) instead.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # SQLITE_BUSY when another writer got in between; write transactions
+            # (session_scope) take the write lock up front and wait instead.
+            write = connection.get_execution_options().get(WRITE_OPTION)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -61,8 +63,9 @@ def migrate(engine: Engine) -> None:
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
+    """A write transaction: commits on success and rolls back on error."""
     with Session(engine, expire_on_commit=False) as session:
+        session.connection(execution_options={WRITE_OPTION: True})
         try:
             yield session
             session.commit()

@@ -1,14 +1,16 @@
-"""MQTT handlers: one small function per topic, each delegating to the service."""
+"""MQTT handlers: one small function per topic, each delegating to a service."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from hospital_hub.cases import CaseService
+from hospital_hub.live import LiveState
 from shared import topics
 from shared.errors import GoldenhourError
 from shared.messages import Envelope
@@ -16,64 +18,95 @@ from shared.mqtt import Messenger
 
 logger = logging.getLogger(__name__)
 
+Handler = Callable[[Envelope[Any], dict[str, str]], None]
+DeadLetter = Callable[[str, Envelope[Any], str], None]
+"""Keeps a message that could not be applied: (topic key, envelope, error)."""
+
+RETRY_DELAYS_S = (0.1, 0.5, 2.0, 5.0)
+"""Waits between attempts when the database fails transiently (about 8 s in all)."""
+
 
 def subscribe_handlers(
     messenger: Messenger,
-    service: CaseService,
+    cases: CaseService,
+    live: LiveState,
     after_change: Callable[[], None],
+    dead_letter: DeadLetter,
     share_group: str | None = None,
 ) -> None:
     """Subscribe the hub's handlers; ``after_change`` runs after each applied
-    message (the runtime flushes the outbox there)."""
+    case message (the runtime flushes the outbox there).
+
+    Events go through the shared subscription (one worker handles each);
+    retained state (statuses, capacity) goes to every worker, because a
+    broker does not send retained messages to shared subscriptions.
+    """
 
     def diagnosis(envelope: Envelope[Any], ids: dict[str, str]) -> None:
-        with _guard("diagnosis", ids):
-            if service.receive_diagnosis(envelope):
-                after_change()
+        if cases.receive_diagnosis(envelope):
+            after_change()
 
     def er_decision(envelope: Envelope[Any], ids: dict[str, str]) -> None:
         payload = envelope.payload
-        with _guard("er_decision", ids):
-            service.decide(
-                ids["case_id"], ids["hospital_id"], payload.decision,
-                decided_by=payload.decided_by, reason=payload.reason, envelope=envelope,
-            )
-            after_change()
+        cases.decide(ids["case_id"], ids["hospital_id"], payload.decision,
+                     decided_by=payload.decided_by, reason=payload.reason, envelope=envelope)
+        after_change()
+
+    def case_update(envelope: Envelope[Any], ids: dict[str, str]) -> None:
+        cases.update_case(ids["case_id"], envelope.payload, envelope=envelope)
+        after_change()
+
+    def capacity(envelope: Envelope[Any], ids: dict[str, str]) -> None:
+        payload = envelope.payload
+        live.set_capacity(ids["hospital_id"], er_beds_free=payload.er_beds_free,
+                          icu_beds_free=payload.icu_beds_free, accepting=payload.accepting,
+                          at=envelope.sent_at, source="mqtt")
 
     def ambulance_status(envelope: Envelope[Any], ids: dict[str, str]) -> None:
-        with _guard("ambulance_status", ids):
-            service.ambulance_status(ids["ambulance_id"], envelope)
+        live.ambulance_status(ids["ambulance_id"], envelope.payload.state == "online",
+                              envelope.sent_at)
 
     def ambulance_position(envelope: Envelope[Any], ids: dict[str, str]) -> None:
-        with _guard("ambulance_position", ids):
-            service.ambulance_position(ids["ambulance_id"], envelope)
+        live.ambulance_position(ids["ambulance_id"], envelope.payload.position, envelope.sent_at)
 
-    messenger.on(topics.CASE_DIAGNOSIS, diagnosis, share_group=share_group)
-    messenger.on(topics.ER_DECISION, er_decision, share_group=share_group)
-    messenger.on(topics.AMBULANCE_POSITION, ambulance_position, share_group=share_group)
-    # Retained status must reach every worker, so no shared subscription here.
-    messenger.on(topics.AMBULANCE_STATUS, ambulance_status)
+    shared: list[tuple[topics.TopicSpec, Handler]] = [
+        (topics.CASE_DIAGNOSIS, diagnosis), (topics.ER_DECISION, er_decision),
+        (topics.CASE_UPDATE, case_update), (topics.AMBULANCE_POSITION, ambulance_position)]
+    for spec, handler in shared:
+        messenger.on(spec, _guarded(spec.key, handler, dead_letter), share_group=share_group)
+    for spec, handler in ((topics.AMBULANCE_STATUS, ambulance_status),
+                          (topics.ER_CAPACITY, capacity)):
+        messenger.on(spec, _guarded(spec.key, handler, dead_letter))
 
 
-class _guard:
-    """Turn expected failures into one clear log line; let bugs reach the
-    communicator, which logs them with a traceback and carries on."""
+def _guarded(kind: str, handler: Handler, dead_letter: DeadLetter) -> Handler:
+    """Apply a message, retrying transient database failures; a message that
+    still cannot be applied goes to the dead-letter table with its reason,
+    never silently away. Expected refusals are one clear log line."""
 
-    def __init__(self, kind: str, ids: dict[str, str]) -> None:
-        self.kind, self.ids = kind, ids
+    def run(envelope: Envelope[Any], ids: dict[str, str]) -> None:
+        for attempt, delay in enumerate((*RETRY_DELAYS_S, None), start=1):
+            try:
+                handler(envelope, ids)
+                return
+            except IntegrityError:
+                logger.info("concurrent duplicate dropped", extra={"kind": kind, **ids})
+                return
+            except GoldenhourError as exc:
+                logger.warning("message not applied",
+                               extra={"kind": kind, "error": str(exc), **ids})
+                return
+            except OperationalError as exc:
+                if delay is None:
+                    error = f"database unavailable after {attempt} attempts: {exc}"
+                    break
+                logger.warning("database error; retrying",
+                               extra={"kind": kind, "attempt": attempt, "error": str(exc)})
+                time.sleep(delay)
+            except DBAPIError as exc:
+                error = f"database refused the message: {exc}"
+                break
+        logger.error("message dead-lettered", extra={"kind": kind, "error": error, **ids})
+        dead_letter(kind, envelope, error)
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: object) -> bool:
-        if exc is None:
-            return False
-        if isinstance(exc, IntegrityError):
-            logger.info("concurrent duplicate dropped", extra={"kind": self.kind, **self.ids})
-            return True
-        if isinstance(exc, GoldenhourError):
-            logger.warning("message not applied", extra={"kind": self.kind, "error": str(exc),
-                                                         **self.ids})
-            return True
-        return False
+    return run

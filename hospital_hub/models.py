@@ -41,11 +41,14 @@ def _ts(**kwargs: Any) -> Column:  # type: ignore[type-arg]
 
 
 class CaseStatus(StrEnum):
-    """Where a case stands; ``accepted`` and ``no_er_available`` are final."""
+    """Where a case stands. ``accepted`` can go back to ``offered`` when the
+    ambulance diverts; ``cancelled`` is final; ``no_er_available`` waits for
+    dispatch."""
 
     OFFERED = "offered"
     ACCEPTED = "accepted"
     NO_ER_AVAILABLE = "no_er_available"
+    CANCELLED = "cancelled"
 
 
 class OfferState(StrEnum):
@@ -69,7 +72,10 @@ class HospitalBase(SQLModel):
     icu_beds: int = Field(ge=0)
     ct: bool = False
     thoracic_surgery: bool = False
+    chest_tube: bool = False
+    """Can place a chest drain now (thoracic surgery implies it)."""
     isolation_rooms: int = Field(default=0, ge=0)
+    paediatrics: bool = False
     contact: str = Field(default="", max_length=200)
 
 
@@ -79,30 +85,57 @@ class HospitalCreate(HospitalBase):
     id: str = Field(max_length=64)
 
 
-class Hospital(HospitalBase, table=True):
-    """A hospital in the registry."""
+class HospitalLive(SQLModel):
+    """Live capacity, from the ER over MQTT or its console; None until reported."""
+
+    er_beds_free: int | None = Field(default=None, ge=0)
+    icu_beds_free: int | None = Field(default=None, ge=0)
+    accepting: bool = True
+    capacity_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    capacity_source: str | None = Field(default=None, max_length=16)
+
+
+class Hospital(HospitalBase, HospitalLive, table=True):
+    """A hospital in the registry with its live capacity."""
 
     id: str = Field(primary_key=True, max_length=64)
 
 
-class HospitalPublic(HospitalBase):
+class HospitalPublic(HospitalBase, HospitalLive):
     """A hospital as the API shows it."""
 
     id: str
+    capacity_stale: bool = False
+
+
+class CapacityUpdate(SQLModel):
+    """An ER sets its capacity from its console."""
+
+    er_beds_free: int = Field(ge=0, le=1000)
+    icu_beds_free: int = Field(ge=0, le=1000)
+    accepting: bool = True
 
 
 # -- cases ------------------------------------------------------------------------
 class CaseBase(SQLModel):
-    """What the hub knows of a case at a glance."""
+    """What the hub knows of a case at a glance (from its latest diagnosis)."""
 
     ambulance_id: str = Field(max_length=64, index=True)
-    triage_level: int = Field(ge=1, le=5)
+    triage_level: int = Field(ge=1, le=5, index=True)
     triage_label: str = Field(max_length=200)
     top3: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    positive_findings: list[str] = Field(default_factory=list,
+                                         sa_column=Column(JSON, nullable=False))
     lat: float
     lon: float
     model_name: str = Field(max_length=100)
     placeholder_model: bool = False
+    patient_name: str | None = Field(default=None, max_length=128)
+    """None means unknown."""
+    patient_age: int | None = Field(default=None, ge=0, le=130)
+    patient_sex: str | None = Field(default=None, max_length=1)
+    chief_complaint: str | None = Field(default=None, max_length=300)
+    handover: dict[str, str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class Case(CaseBase, table=True):
@@ -114,8 +147,7 @@ class Case(CaseBase, table=True):
     captured_at: datetime = Field(sa_column=_ts(nullable=False))
     received_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
     decided_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    diagnosis: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
-    thumbnail_jpeg: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
 
 class CasePublic(CaseBase):
@@ -127,7 +159,51 @@ class CasePublic(CaseBase):
     captured_at: datetime
     received_at: datetime
     decided_at: datetime | None
+    updated_at: datetime
     offers: list[OfferPublic] = []
+
+
+class CaseDiagnosis(SQLModel, table=True):
+    """Every diagnosis a case received, with the model that made it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(foreign_key="case.id", index=True, max_length=64)
+    message_id: str = Field(max_length=36)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    model_name: str = Field(max_length=100)
+    model_version: str = Field(max_length=50)
+    model_sha256: str | None = Field(default=None, max_length=64)
+    placeholder_model: bool = False
+    triage_level: int
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
+    """The diagnosis message's payload, without the thumbnail."""
+    thumbnail_jpeg: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
+
+
+class CaseVitals(SQLModel, table=True):
+    """One set of vital signs of a case's patient, in time order."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(foreign_key="case.id", index=True, max_length=64)
+    taken_at: datetime = Field(sa_column=_ts(nullable=False))
+    spo2_pct: int | None = None
+    resp_rate: int | None = None
+    heart_rate: int | None = None
+    systolic_bp: int | None = None
+    temperature_c: float | None = None
+    avpu: str | None = Field(default=None, max_length=1)
+    supplemental_o2: bool | None = None
+
+
+class CaseEvent(SQLModel, table=True):
+    """The audit trail: every state change of a case, who made it and why."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(foreign_key="case.id", index=True, max_length=64)
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    kind: str = Field(max_length=40)
+    actor: str = Field(max_length=128)
+    detail: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
 
 
 # -- offers -------------------------------------------------------------------------
@@ -199,6 +275,18 @@ class ProcessedMessage(SQLModel, table=True):
     message_id: str = Field(primary_key=True, max_length=36)
     schema_name: str = Field(max_length=64)
     received_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class DeadLetter(SQLModel, table=True):
+    """A valid message that could not be applied (after retries), kept for a person."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    topic: str = Field(max_length=256)
+    message_id: str = Field(max_length=36)
+    case_id: str | None = Field(default=None, max_length=64)
+    error: str = Field(max_length=2000)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class OutboxMessage(SQLModel, table=True):

@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import delete, func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hospital_hub.db import session_scope
-from hospital_hub.models import OutboxMessage, utcnow
+from hospital_hub.models import OutboxMessage, ProcessedMessage, utcnow
 from shared.errors import MessagingError
 from shared.messages import Envelope, Payload, encode
 from shared.mqtt import Communicator
 from shared.topics import TopicSpec
 
 logger = logging.getLogger(__name__)
+
+FLUSH_LOCK_KEY = 0x60_1D_E0_4E
+"""PostgreSQL advisory lock key taken by whichever hub worker is flushing."""
 
 
 def enqueue(
@@ -59,46 +65,56 @@ class Outbox:
     def flush(self) -> int:
         """Publish unsent messages oldest first; stop at the first failure.
 
-        Returns the number published. Safe to call from several threads.
+        One flusher at a time across all hub workers (a PostgreSQL advisory
+        lock; SQLite's write lock does the same), so messages leave in the
+        order they were written and none is published twice by two workers.
+        Returns the number published.
         """
         if not self._communicator.connected:
             return 0
         sent = 0
         with self._lock:
-            with Session(self._engine) as session:
-                rows = session.exec(
-                    select(OutboxMessage)
-                    .where(col(OutboxMessage.sent_at).is_(None))
-                    .order_by(col(OutboxMessage.id))
-                    .limit(self._batch)
-                ).all()
-            for row in rows:
-                try:
-                    self._communicator.publish(row.topic, row.data, qos=row.qos, retain=row.retain)
-                except MessagingError as exc:
-                    logger.warning(
-                        "outbox publish failed; will retry",
-                        extra={"topic": row.topic, "error": str(exc)},
-                    )
-                    with session_scope(self._engine) as session:
-                        stored = session.get(OutboxMessage, row.id)
-                        if stored:
-                            stored.attempts += 1
-                    break
+            while True:
                 with session_scope(self._engine) as session:
-                    stored = session.get(OutboxMessage, row.id)
-                    if stored:
-                        stored.sent_at = utcnow()
-                        stored.attempts += 1
-                sent += 1
-                logger.debug("published", extra={"topic": row.topic, "message_id": row.message_id})
-        return sent
+                    if session.get_bind().dialect.name == "postgresql":
+                        session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                        {"key": FLUSH_LOCK_KEY})
+                    rows = session.exec(
+                        select(OutboxMessage)
+                        .where(col(OutboxMessage.sent_at).is_(None))
+                        .order_by(col(OutboxMessage.id))
+                        .limit(self._batch)
+                    ).all()
+                    published, failed = self._publish(rows)
+                    sent += published
+                if failed or len(rows) < self._batch:
+                    return sent
+
+    def _publish(self, rows: Sequence[OutboxMessage]) -> tuple[int, bool]:
+        published = 0
+        for row in rows:
+            row.attempts += 1
+            try:
+                self._communicator.publish(row.topic, row.data, qos=row.qos, retain=row.retain)
+            except MessagingError as exc:
+                logger.warning("outbox publish failed; will retry",
+                               extra={"topic": row.topic, "error": str(exc)})
+                return published, True
+            row.sent_at = utcnow()
+            published += 1
+            logger.debug("published", extra={"topic": row.topic, "message_id": row.message_id})
+        return published, False
 
     def pending(self) -> int:
         """How many messages wait to be published."""
         with Session(self._engine) as session:
-            return len(
-                session.exec(
-                    select(OutboxMessage.id).where(col(OutboxMessage.sent_at).is_(None))
-                ).all()
-            )
+            return int(session.exec(select(func.count()).select_from(OutboxMessage)
+                                    .where(col(OutboxMessage.sent_at).is_(None))).one())
+
+    def prune(self, older_than: timedelta) -> None:
+        """Delete sent messages and remembered message ids older than ``older_than``."""
+        cutoff = utcnow() - older_than
+        with session_scope(self._engine) as session:
+            session.execute(delete(OutboxMessage).where(col(OutboxMessage.sent_at) < cutoff))
+            session.execute(delete(ProcessedMessage)
+                            .where(col(ProcessedMessage.received_at) < cutoff))

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from hospital_hub.cases import CaseService
-from hospital_hub.db import make_engine, migrate
+from hospital_hub.db import make_engine, migrate, session_scope
 from hospital_hub.handlers import subscribe_handlers
+from hospital_hub.live import LiveState
+from hospital_hub.models import DeadLetter
 from hospital_hub.outbox import Outbox
 from hospital_hub.registry import import_registry
 from hospital_hub.settings import HubSettings
 from shared import topics
 from shared.errors import GoldenhourError
+from shared.messages import Envelope, encode
 from shared.mqtt import Communicator, Messenger, PahoCommunicator, status_will
 
 logger = logging.getLogger(__name__)
@@ -39,9 +45,11 @@ class HubRuntime:
         )
         self.messenger = Messenger(self.communicator, sender=settings.hub_id)
         self.cases = CaseService(self.engine, settings)
+        self.live = LiveState(self.engine)
         self.outbox = Outbox(self.engine, self.communicator)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_prune = 0.0
 
     def start(self, wait: bool = True) -> None:
         """Migrate the schema, import the registry, connect and subscribe.
@@ -51,8 +59,8 @@ class HubRuntime:
         """
         migrate(self.engine)
         import_registry(self.engine, self.settings.registry_csv)
-        subscribe_handlers(self.messenger, self.cases, self.outbox.flush,
-                           share_group=self.settings.share_group)
+        subscribe_handlers(self.messenger, self.cases, self.live, self.outbox.flush,
+                           self._dead_letter, share_group=self.settings.share_group)
         self.communicator.start(wait=wait)
         self._stop.clear()
         self._thread = threading.Thread(target=self._housekeeping, name="hub-housekeeping",
@@ -62,9 +70,24 @@ class HubRuntime:
                                           "database": self.engine.url.render_as_string()})
 
     def tick(self) -> None:
-        """Expire stale offers and publish whatever the outbox holds."""
+        """Expire stale offers, publish whatever the outbox holds, and forget
+        message ids and sent messages older than the retention."""
         self.cases.expire_offers()
         self.outbox.flush()
+        now = time.monotonic()
+        if now - self._last_prune > 60:
+            self._last_prune = now
+            self.outbox.prune(timedelta(seconds=self.settings.dedup_retention_s))
+
+    def _dead_letter(self, kind: str, envelope: Envelope[Any], error: str) -> None:
+        try:
+            with session_scope(self.engine) as session:
+                session.add(DeadLetter(topic=kind, message_id=str(envelope.message_id),
+                                       case_id=envelope.case_id, error=error[:2000],
+                                       data=encode(envelope)))
+        except Exception:  # the database may be what failed; the log line is all we have
+            logger.exception("could not store dead letter",
+                             extra={"kind": kind, "message_id": str(envelope.message_id)})
 
     def _housekeeping(self) -> None:
         while not self._stop.wait(self.settings.maintenance_interval_s):

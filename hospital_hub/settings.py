@@ -31,6 +31,14 @@ class HubSettings(BaseSettings):
     offer_count: int = Field(default=3, ge=1, le=20)
     offer_ttl_s: float = Field(default=120.0, gt=0)
     """An offer not answered in this time counts as declined."""
+    capacity_stale_s: float = Field(default=600.0, gt=0)
+    """Capacity reports older than this are treated as unknown when ranking."""
+    routing_url: str | None = None
+    """OSRM-compatible routing service (``/table`` API); unset: straight-line estimate."""
+    routing_timeout_s: float = Field(default=2.0, gt=0)
+    dedup_retention_s: float = Field(default=7 * 24 * 3600, gt=0)
+    """How long message ids are remembered for deduplication and sent
+    messages kept in the outbox."""
     share_group: Identifier | None = None
     """Set on every worker of a multi-worker hub: MQTT 5 shared subscription group."""
     maintenance_interval_s: float = Field(default=0.5, gt=0)

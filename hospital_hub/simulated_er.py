@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -66,6 +67,7 @@ class SimulatedEr:
         self.messenger = Messenger(communicator, sender=hospital_id)
         self.offers: dict[str, OfferV1] = {}
         self._timers: list[threading.Timer] = []
+        self._seen: set[uuid.UUID] = set()
 
     @classmethod
     def connect(cls, hospital_id: str, settings: MqttSettings, policy: Policy,
@@ -94,6 +96,9 @@ class SimulatedEr:
     def _on_offer(self, envelope: Envelope[Any], ids: dict[str, str]) -> None:
         offer: OfferV1 = envelope.payload
         case_id = ids["case_id"]
+        if envelope.message_id in self._seen:
+            return  # a redelivery: this offer is already being answered
+        self._seen.add(envelope.message_id)
         self.offers[case_id] = offer
         if offer.state != "open":
             logger.info("simulated ER saw offer withdrawn",

@@ -20,7 +20,7 @@ Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 def is_valid_id(value: str) -> bool:
     """Return whether ``value`` can be used as one topic level."""
-    return bool(_ID_RE.match(value))
+    return bool(_ID_RE.fullmatch(value))
 
 
 def new_case_id(now: datetime | None = None) -> str:

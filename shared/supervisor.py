@@ -108,7 +108,8 @@ def wait_online(settings: MqttSettings, wanted: dict[str, str], timeout: float) 
             if online >= set(wanted):
                 done.set()
 
-    client = PahoCommunicator(settings, client_id=f"goldenhour-supervisor-{os.getpid()}")
+    client = PahoCommunicator(settings.model_copy(update={"session_expiry_s": 0}),
+                              client_id=f"goldenhour-supervisor-{os.getpid()}")
     for topic in wanted:
         client.subscribe(topic, on_status)
     client.start()

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
 
 from shared.errors import TopicMismatch
 from shared.ids import is_valid_id
 from shared.messages.payloads import (
     CapacityV1,
     CaseDecisionV1,
+    CaseStatusV1,
+    CaseUpdateV1,
     DiagnosisV1,
+    DispatchAlertV1,
     ErDecisionV1,
     OfferV1,
     Payload,
@@ -28,8 +30,6 @@ from shared.messages.payloads import (
 )
 
 ROOT = "goldenhour/v1"
-
-Placeholder = Literal["ambulance_id", "hospital_id", "case_id", "hub_id"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,18 @@ CASE_DECISION = _spec(
     "case_decision", "ambulance/{ambulance_id}/case/{case_id}/decision", CaseDecisionV1, 1,
     False, "hub", "edge", "which ER accepted the patient, or that none did",
 )
+CASE_UPDATE = _spec(
+    "case_update", "ambulance/{ambulance_id}/case/{case_id}/update", CaseUpdateV1, 1, False,
+    "edge", "hub", "cancel or divert the case; new patient details, vitals or handover",
+)
+CASE_STATUS = _spec(
+    "case_status", "ambulance/{ambulance_id}/case/{case_id}/status", CaseStatusV1, 1, False,
+    "hub", "edge", "the case's state and its offers, after every change",
+)
+DISPATCH_ALERT = _spec(
+    "dispatch_alert", "dispatch/alert/{case_id}", DispatchAlertV1, 1, False, "hub",
+    "dispatch", "a case that needs a dispatcher: no ER accepted it",
+)
 ER_OFFER = _spec(
     "er_offer", "er/{hospital_id}/offer/{case_id}", OfferV1, 1, False, "hub", "er",
     "a case offered to this ER (state open), or the offer withdrawn",
@@ -136,6 +148,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     AMBULANCE_POSITION,
     CASE_DIAGNOSIS,
     CASE_DECISION,
+    CASE_UPDATE,
+    CASE_STATUS,
+    DISPATCH_ALERT,
     ER_OFFER,
     ER_DECISION,
     ER_CAPACITY,

@@ -9,12 +9,16 @@ from shared.findings import FINDINGS, Finding
 from shared.messages import (
     CapacityV1,
     CaseDecisionV1,
+    CaseStatusV1,
+    CaseUpdateV1,
     DiagnosisV1,
+    DispatchAlertV1,
     Envelope,
     ErDecisionV1,
     FindingScore,
     ImageInfo,
     ModelInfo,
+    OfferSummary,
     OfferV1,
     Patient,
     Payload,
@@ -23,10 +27,13 @@ from shared.messages import (
     Region,
     StatusV1,
     Triage,
+    Vitals,
 )
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=UTC)
 CASE_ID = "20261125T120000Z-0badcafe"
+VITALS = Vitals(taken_at=T0, spo2_pct=88, resp_rate=28, heart_rate=118, systolic_bp=95,
+                temperature_c=37.2, avpu="A", supplemental_o2=True)
 
 
 def diagnosis(ambulance_id: str = "amb-1", lat: float = 42.35, lon: float = -71.06) -> DiagnosisV1:
@@ -45,7 +52,8 @@ def diagnosis(ambulance_id: str = "amb-1", lat: float = 42.35, lon: float = -71.
         regions=[Region(finding=Finding.PNEUMOTHORAX, x1=0.1, y1=0.1, x2=0.4, y2=0.5, score=0.7)],
         triage=Triage(level=1, label="immediate", reasons=["AI suggests Pneumothorax"]),
         timings_ms={"decode": 12.5, "classify": 30.0},
-        patient=Patient(age_years=63, sex="F"),
+        patient=Patient(age_years=63, sex="F", chief_complaint="sudden dyspnoea"),
+        vitals=VITALS,
     )
 
 
@@ -63,6 +71,12 @@ def all_payloads() -> list[Payload]:
         StatusV1(role="edge", state="online", software_version="0.1.0"),
         PositionV1(position=Position(lat=42.35, lon=-71.06), speed_kmh=40.0, heading_deg=90.0),
         CapacityV1(er_beds_free=3, icu_beds_free=1),
+        CaseUpdateV1(ambulance_id="amb-1", action="divert", reason="patient deteriorated"),
+        CaseStatusV1(state="offered", message="Offered to 1 ER",
+                     offers=[OfferSummary(hospital_id="bos-mgh", hospital_name="MGH",
+                                          state="open", eta_min=4.5)]),
+        DispatchAlertV1(kind="no_er_available", ambulance_id="amb-1", triage_level=1,
+                        message="No ER accepted case"),
     ]
 
 

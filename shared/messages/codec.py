@@ -53,6 +53,19 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot encode {type(obj).__name__}")
 
 
+def _has_nul(value: Any, depth: int = 0) -> bool:
+    """Whether any string in ``value`` holds a NUL, which no database stores."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > 32:
+        return False
+    if isinstance(value, dict):
+        return any(_has_nul(k, depth + 1) or _has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v, depth + 1) for v in value)
+    return False
+
+
 def encode(envelope: Envelope[Any]) -> bytes:
     """Serialise an envelope to msgpack bytes.
 
@@ -66,7 +79,9 @@ def encode(envelope: Envelope[Any]) -> bytes:
         "case_id": envelope.case_id,
         "sender": envelope.sender,
         "sent_at": envelope.sent_at,
-        "payload": envelope.payload.model_dump(mode="python"),
+        # None fields stay off the wire, so adding an optional field changes no
+        # existing message's bytes.
+        "payload": envelope.payload.model_dump(mode="python", exclude_none=True),
     }
     data: bytes = msgpack.packb(wire, default=_default, datetime=True, use_bin_type=True)
     limit = type(envelope.payload).MAX_BYTES
@@ -118,6 +133,8 @@ def decode(data: bytes, expected: type[Payload] | None = None) -> Envelope[Any]:
         raise MalformedMessage(f"expected a {expected.SCHEMA!r} message, got {schema!r}")
     if len(data) > cls.MAX_BYTES:
         raise OversizeMessage(f"{schema} v{version} message is {len(data)} bytes; limit {cls.MAX_BYTES}")
+    if _has_nul(raw["payload"]) or _has_nul(raw["sender"]) or _has_nul(raw["case_id"]):
+        raise MalformedMessage("text fields must not contain NUL characters")
     message_id = raw["message_id"]
     if not isinstance(message_id, bytes) or len(message_id) != 16:
         raise MalformedMessage("message_id must be 16 bytes")

@@ -1,6 +1,7 @@
 """Payload models of the message contract, one class per (schema, version).
 
-Field names are the wire names. Readers ignore payload fields they do not know
+Field names are the wire names; fields that are None are left off the wire.
+Readers ignore payload fields they do not know
 (tolerant reader), so a field may be added, with a default, within a version;
 any other change (rename, removal, new meaning, new type) is a new version
 registered beside the old one.
@@ -19,7 +20,7 @@ Probability = float
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 class Payload(_Model):
@@ -72,15 +73,15 @@ class Triage(_Model):
     """Severity level, 1 (immediate) to 5 (non-urgent), with its reasons."""
 
     level: int = Field(ge=1, le=5)
-    label: str
-    reasons: list[str] = Field(default_factory=list)
+    label: str = Field(max_length=200)
+    reasons: list[str] = Field(default_factory=list, max_length=20)
 
 
 class ModelInfo(_Model):
     """Which model produced a result; ``placeholder`` marks a non-model stand-in."""
 
-    name: str
-    version: str
+    name: str = Field(max_length=64)
+    version: str = Field(max_length=32)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     placeholder: bool = False
 
@@ -97,10 +98,28 @@ class ImageInfo(_Model):
 
 
 class Patient(_Model):
-    """What the crew knows of the patient; every field optional."""
+    """What the crew knows of the patient; every field optional, never
+    required to start a case (``name`` None means unknown)."""
 
     age_years: int | None = Field(default=None, ge=0, le=130)
+    """Estimated age."""
     sex: Literal["F", "M", "X"] | None = None
+    name: str | None = Field(default=None, max_length=128)
+    chief_complaint: str | None = Field(default=None, max_length=300)
+
+
+class Vitals(_Model):
+    """One set of vital signs taken by the crew (the NEWS2 parameters)."""
+
+    taken_at: AwareDatetime
+    spo2_pct: int | None = Field(default=None, ge=40, le=100)
+    resp_rate: int | None = Field(default=None, ge=0, le=80)
+    heart_rate: int | None = Field(default=None, ge=0, le=300)
+    systolic_bp: int | None = Field(default=None, ge=0, le=300)
+    temperature_c: float | None = Field(default=None, ge=25, le=45)
+    avpu: Literal["A", "C", "V", "P", "U"] | None = None
+    """Alert, new Confusion, Voice, Pain, Unresponsive."""
+    supplemental_o2: bool | None = None
 
 
 class DiagnosisV1(Payload):
@@ -121,6 +140,7 @@ class DiagnosisV1(Payload):
     triage: Triage
     timings_ms: dict[str, float] = Field(default_factory=dict)
     patient: Patient | None = None
+    vitals: Vitals | None = None
 
     @model_validator(mode="after")
     def _all_findings_in_order(self) -> DiagnosisV1:
@@ -159,6 +179,12 @@ class ErDecisionV1(Payload):
     reason: str | None = Field(default=None, max_length=500)
     decided_by: str = Field(max_length=128)
 
+    @model_validator(mode="after")
+    def _decline_has_reason(self) -> ErDecisionV1:
+        if self.decision == "decline" and not (self.reason and self.reason.strip()):
+            raise ValueError("a decline needs a reason")
+        return self
+
 
 class CaseDecisionV1(Payload):
     """Hub -> ambulance: where to go, or that no ER has accepted."""
@@ -179,6 +205,63 @@ class CaseDecisionV1(Payload):
         if self.status == "accepted" and not (self.hospital_id and self.destination):
             raise ValueError("an accepted decision names the hospital and its position")
         return self
+
+
+class CaseUpdateV1(Payload):
+    """Ambulance -> hub: cancel or divert a case, or add what the crew learnt
+    (patient details, a new set of vitals, the handover)."""
+
+    SCHEMA: ClassVar[str] = "case_update"
+    VERSION: ClassVar[int] = 1
+
+    ambulance_id: Identifier
+    action: Literal["cancel", "divert", "patient", "vitals", "handover"]
+    reason: str | None = Field(default=None, max_length=500)
+    patient: Patient | None = None
+    vitals: Vitals | None = None
+    handover: dict[str, str] | None = None
+    """Structured pre-arrival handover, e.g. ATMIST keys to text."""
+
+    @model_validator(mode="after")
+    def _action_has_its_data(self) -> CaseUpdateV1:
+        needed = {"cancel": self.reason, "divert": self.reason, "patient": self.patient,
+                  "vitals": self.vitals, "handover": self.handover}[self.action]
+        if not needed:
+            field = "reason" if self.action in ("cancel", "divert") else self.action
+            raise ValueError(f"a {self.action} update needs {field}")
+        return self
+
+
+class OfferSummary(_Model):
+    """One offer of a case as the ambulance sees it."""
+
+    hospital_id: Identifier
+    hospital_name: str
+    state: Literal["open", "accepted", "declined", "expired", "withdrawn"]
+    eta_min: float = Field(ge=0)
+
+
+class CaseStatusV1(Payload):
+    """Hub -> ambulance: the case's state after every change."""
+
+    SCHEMA: ClassVar[str] = "case_status"
+    VERSION: ClassVar[int] = 1
+
+    state: Literal["offered", "accepted", "no_er_available", "cancelled"]
+    offers: list[OfferSummary] = Field(default_factory=list, max_length=50)
+    message: str = Field(max_length=500)
+
+
+class DispatchAlertV1(Payload):
+    """Hub -> dispatch: a case that needs a person (no ER accepted it)."""
+
+    SCHEMA: ClassVar[str] = "dispatch_alert"
+    VERSION: ClassVar[int] = 1
+
+    kind: Literal["no_er_available"]
+    ambulance_id: Identifier
+    triage_level: int = Field(ge=1, le=5)
+    message: str = Field(max_length=500)
 
 
 class StatusV1(Payload):
@@ -219,6 +302,9 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     OfferV1,
     ErDecisionV1,
     CaseDecisionV1,
+    CaseUpdateV1,
+    CaseStatusV1,
+    DispatchAlertV1,
     StatusV1,
     PositionV1,
     CapacityV1,

@@ -26,6 +26,12 @@ logger = logging.getLogger(__name__)
 EnvelopeHandler = Callable[[Envelope[Any], dict[str, str]], None]
 """Called with the decoded envelope and the topic's placeholder values."""
 
+_OWNER = {"edge": "ambulance_id", "er": "hospital_id"}
+"""On topics these publish, the envelope's sender must be the topic's id.
+
+This catches mistakes and naive forgeries; only broker ACLs (deploy/) stop a
+client that lies about its sender."""
+
 
 def status_will(
     spec: TopicSpec, sender: str, role: Literal["edge", "hub", "er"], **ids: str
@@ -71,11 +77,20 @@ class Messenger:
             if case_id is None:
                 raise TopicMismatch(f"{spec.key} needs a case_id")
             ids = {**ids, "case_id": case_id}
-        envelope = Envelope.wrap(payload, sender=self.sender, case_id=case_id, message_id=message_id)
+        envelope = Envelope.wrap(payload, sender=self.sender, case_id=case_id,
+                                 message_id=message_id)
+        self.publish_envelope(spec, envelope, timeout=timeout, **ids)
+        return envelope
+
+    def publish_envelope(self, spec: TopicSpec, envelope: Envelope[Any], *,
+                         timeout: float | None = None, **ids: str) -> None:
+        """Publish an envelope built earlier (a retry keeps its message id)."""
+        if not isinstance(envelope.payload, spec.payload):
+            raise TopicMismatch(f"{spec.key} carries {spec.payload.SCHEMA}, "
+                                f"not {envelope.schema_name}")
         self.communicator.publish(
             spec.topic(**ids), encode(envelope), qos=spec.qos, retain=spec.retain, timeout=timeout
         )
-        return envelope
 
     def on(
         self,
@@ -129,6 +144,11 @@ class Messenger:
             field = getattr(envelope.payload, name, None)
             if field is not None and field != value:
                 raise TopicMismatch(f"payload {name} {field!r} differs from topic {value!r}")
+        owner = _OWNER.get(spec.publisher)
+        if owner in values and envelope.sender != values[owner]:
+            raise TopicMismatch(
+                f"sender {envelope.sender!r} may not publish on {owner} {values[owner]!r}'s topic"
+            )
         return envelope, values
 
 

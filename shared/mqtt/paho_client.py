@@ -137,18 +137,21 @@ class PahoCommunicator(Communicator):
 
     # -- subscribe ----------------------------------------------------------
     def subscribe(self, topic_filter: str, handler: RawHandler, qos: int = 1) -> None:
-        with self._lock:
-            self._subscriptions[topic_filter] = (qos, handler)
-        if not self._connected.is_set():
-            return  # _on_connect subscribes everything
         done = threading.Event()
         codes: list[ReasonCode] = []
         with self._lock:
+            self._subscriptions[topic_filter] = (qos, handler)
+            # Under the lock: _on_connect either saw this filter in its snapshot or
+            # has not set "connected" yet, so no subscription falls between the two.
+            if not self._connected.is_set():
+                return
             result, mid = self._client.subscribe(topic_filter, qos)
             if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
                 raise BrokerUnavailable(f"subscribe to {topic_filter} failed: {result}")
             self._suback[mid] = (done, codes)
         if not done.wait(self._settings.publish_timeout_s):
+            with self._lock:
+                self._suback.pop(mid, None)
             raise PublishTimeout(f"no SUBACK for {topic_filter}")
         failures = [code for code in codes if code.is_failure]
         if failures:
@@ -190,11 +193,11 @@ class PahoCommunicator(Communicator):
             return
         with self._lock:
             filters = [(topic, qos) for topic, (qos, _) in self._subscriptions.items()]
-        if filters:
-            client.subscribe(filters)
+            if filters:
+                client.subscribe(filters)
+            self._connected.set()
         if self._last_will:
             client.publish(self._last_will.topic, self._last_will.online, qos=1, retain=True)
-        self._connected.set()
         logger.info(
             "connected to broker",
             extra={
@@ -248,9 +251,14 @@ class PahoCommunicator(Communicator):
                 return
             try:
                 self._dispatch(message)
+            except Exception:  # nothing may end this thread: it is the only one handling
+                logger.exception("message dispatch failed")
             finally:
                 if message.qos > 0:
-                    self._client.ack(message.mid, message.qos)
+                    try:
+                        self._client.ack(message.mid, message.qos)
+                    except Exception:
+                        logger.exception("acknowledging a message failed")
 
     def _dispatch(self, message: mqtt.MQTTMessage) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.settings import load_edge_settings
-from hospital_hub.registry import read_registry_csv
+from hospital_hub.registry import read_registry
 from hospital_hub.runtime import HubRuntime
 from hospital_hub.settings import SAMPLE_REGISTRY, load_hub_settings
 from hospital_hub.simulated_er import Policy, SimulatedEr
@@ -63,7 +63,7 @@ def make_system(mqtt_settings: MqttSettings, uid: str) -> Iterator[Callable[...,
                                            **hub_overrides))
         hub.start()
         ers = {}
-        for hospital in read_registry_csv(SAMPLE_REGISTRY):
+        for hospital in read_registry(SAMPLE_REGISTRY):
             er = SimulatedEr.connect(hospital.id, mqtt_settings, policy or accept_rank(1),
                                      client_id=f"er-{hospital.id}-{uid}", delay_s=er_delay_s)
             er.start()

@@ -51,7 +51,8 @@ class World:
     def answer(self, hospital_id: str, decision: str, case_id: str = samples.CASE_ID) -> None:
         self.er(hospital_id).send(
             topics.ER_DECISION,
-            ErDecisionV1(hospital_id=hospital_id, decision=decision, decided_by="Dr T"),
+            ErDecisionV1(hospital_id=hospital_id, decision=decision, decided_by="Dr T",
+                         reason="test: full" if decision == "decline" else None),
             case_id=case_id, hospital_id=hospital_id)
 
     def offers(self, case_id: str = samples.CASE_ID) -> list[Offer]:
@@ -144,7 +145,8 @@ def test_duplicate_decision_is_applied_once(world: World) -> None:
     first, second, _ = (o.hospital_id for o in world.offers())
     er = world.er(first)
     envelope = er.send(topics.ER_DECISION,
-                       ErDecisionV1(hospital_id=first, decision="decline", decided_by="Dr T"),
+                       ErDecisionV1(hospital_id=first, decision="decline", decided_by="Dr T",
+                                    reason="no CT"),
                        case_id=samples.CASE_ID, hospital_id=first)
     topic = topics.ER_DECISION.topic(hospital_id=first, case_id=samples.CASE_ID)
     er.communicator.publish(topic, encode(envelope))
@@ -182,10 +184,10 @@ def test_outbox_holds_messages_while_the_broker_is_away(world: World) -> None:
     world.hub.communicator.stop()  # the hub loses its broker
     world.hub.cases.decide(samples.CASE_ID, first, "accept", decided_by="console")
     world.hub.outbox.flush()
-    assert world.hub.outbox.pending() == 3  # decision + 2 withdrawals, kept
+    assert world.hub.outbox.pending() == 4  # decision, 2 withdrawals, case status: kept
     assert world.decisions == []
     world.hub.communicator.start()
-    assert world.hub.outbox.flush() == 3
+    assert world.hub.outbox.flush() == 4
     assert world.hub.outbox.pending() == 0
     assert [d.payload.status for d in world.decisions] == ["accepted"]
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from edge_agent.settings import load_edge_settings
 from edge_agent.triage import triage
-from hospital_hub.ranking import Site, haversine_km, rank_sites
 from hospital_hub.settings import load_hub_settings
+from hospital_hub.travel import haversine_km
 from shared.findings import FINDINGS, Finding
 from shared.ids import is_valid_id, new_case_id
 from shared.messages import FindingScore
@@ -26,26 +24,6 @@ def test_haversine_known_distance() -> None:
     # Boston (42.3601, -71.0589) to New York (40.7128, -74.0060): about 306 km.
     assert haversine_km(42.3601, -71.0589, 40.7128, -74.0060) == pytest.approx(306, abs=2)
     assert haversine_km(10, 10, 10, 10) == 0
-
-
-def test_rank_orders_by_travel_time_and_skips_full_or_excluded() -> None:
-    sites = [Site("far", "Far", 42.45, -71.06, 5), Site("near", "Near", 42.36, -71.06, 5),
-             Site("full", "Full", 42.3601, -71.0589, 0), Site("mid", "Mid", 42.40, -71.06, 5)]
-    ranked = rank_sites(42.3601, -71.0589, 2, sites)
-    assert [c.site.id for c in ranked] == ["near", "mid", "far"]
-    assert [c.rank for c in ranked] == [1, 2, 3]
-    assert "min" in ranked[0].explanation and "ER beds" in ranked[0].explanation
-    assert [c.site.id for c in rank_sites(42.3601, -71.0589, 2, sites, exclude={"near"})] == \
-        ["mid", "far"]
-
-
-@given(st.floats(-80, 80), st.floats(-179, 179), st.integers(1, 5))
-def test_rank_is_deterministic_and_sorted(lat: float, lon: float, level: int) -> None:
-    sites = [Site(f"s{i}", f"S{i}", 42 + i * 0.01, -71 - i * 0.02, 1 + i % 3) for i in range(8)]
-    first = rank_sites(lat, lon, level, sites)
-    assert first == rank_sites(lat, lon, level, list(reversed(sites)))
-    etas = [c.eta_min for c in first]
-    assert etas == sorted(etas)
 
 
 def test_triage_levels() -> None:

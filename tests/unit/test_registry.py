@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hospital_hub.registry import read_registry_csv
+from hospital_hub.registry import read_registry
 from hospital_hub.settings import SAMPLE_REGISTRY
 from shared.errors import ConfigurationError
 
@@ -14,7 +14,7 @@ HEADER = "id,name,lat,lon,er_beds,icu_beds,ct,thoracic_surgery,isolation_rooms,c
 
 
 def test_sample_registry_is_valid_and_labelled() -> None:
-    hospitals = read_registry_csv(SAMPLE_REGISTRY)
+    hospitals = read_registry(SAMPLE_REGISTRY)
     assert len(hospitals) >= 6
     assert all("SAMPLE DATA" in h.name for h in hospitals)
 
@@ -28,7 +28,7 @@ def test_errors_name_the_line_and_field(tmp_path: Path) -> None:
                     + "sl/ash,Slash,42.3,-71.0,3,1,true,false,0,x\n"
                     + "nobeds,NB,42.3,-71.0,many,1,true,false,0,x\n")
     with pytest.raises(ConfigurationError) as info:
-        read_registry_csv(path)
+        read_registry(path)
     message = str(info.value)
     assert "line 3: lat" in message
     assert "line 4: duplicate id 'ok'" in message
@@ -38,8 +38,8 @@ def test_errors_name_the_line_and_field(tmp_path: Path) -> None:
 
 def test_missing_and_empty_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="cannot read"):
-        read_registry_csv(tmp_path / "none.csv")
+        read_registry(tmp_path / "none.csv")
     empty = tmp_path / "empty.csv"
     empty.write_text(HEADER)
-    with pytest.raises(ConfigurationError, match="no rows"):
-        read_registry_csv(empty)
+    with pytest.raises(ConfigurationError, match="no hospitals"):
+        read_registry(empty)

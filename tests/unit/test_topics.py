@@ -5,11 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from shared import topics
 from shared.cli import topic_table_markdown
 from shared.errors import TopicMismatch
+from shared.ids import Identifier
 from shared.messages import CapacityV1, StatusV1
+
+
+class StatusV1Holder(BaseModel):
+    ambulance_id: Identifier
 
 DOCS = Path(__file__).parents[2] / "docs" / "mqtt.md"
 
@@ -46,11 +52,13 @@ def test_build_match_and_resolve() -> None:
     assert topics.shared_subscription("hub", "a/b") == "$share/hub/a/b"
 
 
-@pytest.mark.parametrize("bad", ["", "a/b", "+", "#", "$sys", "x" * 65, "-lead"])
+@pytest.mark.parametrize("bad", ["", "a/b", "+", "#", "$sys", "x" * 65, "-lead", "amb-1\n"])
 def test_invalid_identifiers_are_refused(bad: str) -> None:
     with pytest.raises(TopicMismatch):
         topics.AMBULANCE_STATUS.topic(ambulance_id=bad)
     assert topics.AMBULANCE_STATUS.match(f"goldenhour/v1/ambulance/{bad}/status") is None
+    with pytest.raises(ValueError):
+        StatusV1Holder.model_validate({"ambulance_id": bad})
 
 
 def test_wrong_placeholders_and_foreign_topics_are_refused() -> None:

@@ -1,0 +1,93 @@
+"""The messages the hub's state changes cause, written to the outbox.
+
+Each function adds one message inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from hospital_hub.models import Case, Hospital, Offer, OfferState
+from hospital_hub.outbox import enqueue
+from shared import topics
+from shared.messages import (
+    CaseDecisionV1,
+    CaseStatusV1,
+    DispatchAlertV1,
+    OfferSummary,
+    OfferV1,
+    Position,
+)
+
+AI_NOTICE = "AI result, not for clinical use"
+
+
+def offer_open(session: Session, sender: str, case: Case, offer: Offer, explanation: str) -> None:
+    """Offer ``case`` to ``offer.hospital_id``."""
+    enqueue(
+        session, topics.ER_OFFER,
+        OfferV1(hospital_id=offer.hospital_id, ambulance_id=case.ambulance_id, state="open",
+                rank=offer.rank, distance_km=offer.distance_km, eta_min=offer.eta_min,
+                expires_at=offer.expires_at, triage_level=case.triage_level,
+                top3=case.top3,  # type: ignore[arg-type]
+                summary=(f"Triage {case.triage_level} ({case.triage_label}); {explanation}; "
+                         f"{AI_NOTICE}")[:500]),
+        sender=sender, case_id=case.id, hospital_id=offer.hospital_id,
+    )
+
+
+def offer_withdrawn(session: Session, sender: str, case: Case, offer: Offer, why: str) -> None:
+    """Tell an ER that its offer no longer stands, and why."""
+    enqueue(
+        session, topics.ER_OFFER,
+        OfferV1(hospital_id=offer.hospital_id, ambulance_id=case.ambulance_id,
+                state="withdrawn", rank=offer.rank, distance_km=offer.distance_km,
+                eta_min=offer.eta_min, expires_at=offer.expires_at,
+                triage_level=case.triage_level, top3=case.top3,  # type: ignore[arg-type]
+                summary=why[:500]),
+        sender=sender, case_id=case.id, hospital_id=offer.hospital_id,
+    )
+
+
+def decision_accepted(session: Session, sender: str, case: Case, offer: Offer,
+                      hospital: Hospital) -> None:
+    """Tell the ambulance where to go."""
+    enqueue(
+        session, topics.CASE_DECISION,
+        CaseDecisionV1(status="accepted", hospital_id=hospital.id, hospital_name=hospital.name,
+                       destination=Position(lat=hospital.lat, lon=hospital.lon),
+                       distance_km=offer.distance_km, eta_min=offer.eta_min,
+                       message=f"{hospital.name} accepts the patient; "
+                               f"about {offer.eta_min:.0f} min."[:500]),
+        sender=sender, case_id=case.id, ambulance_id=case.ambulance_id,
+    )
+
+
+def no_er_available(session: Session, sender: str, case: Case, asked: int) -> None:
+    """Tell the ambulance and alert dispatch that no ER took the patient."""
+    text = f"No ER accepted (asked {asked}); dispatch has been alerted."
+    enqueue(session, topics.CASE_DECISION,
+            CaseDecisionV1(status="no_er_available", message=text),
+            sender=sender, case_id=case.id, ambulance_id=case.ambulance_id)
+    enqueue(session, topics.DISPATCH_ALERT,
+            DispatchAlertV1(kind="no_er_available", ambulance_id=case.ambulance_id,
+                            triage_level=case.triage_level,
+                            message=f"Case {case.id} (triage {case.triage_level}): {text}"),
+            sender=sender, case_id=case.id)
+
+
+def case_status(session: Session, sender: str, case: Case, message: str,
+                at: datetime | None = None) -> None:
+    """Tell the ambulance the case's state and every offer, after a change."""
+    rows = session.exec(
+        select(Offer, Hospital).where(Offer.case_id == case.id, Offer.hospital_id == Hospital.id)
+        .order_by(col(Offer.rank))
+    ).all()
+    summaries = [OfferSummary(hospital_id=o.hospital_id, hospital_name=h.name,
+                              state=OfferState(o.state).value, eta_min=o.eta_min)
+                 for o, h in rows]
+    enqueue(session, topics.CASE_STATUS,
+            CaseStatusV1(state=case.status.value, offers=summaries[-50:], message=message[:500]),
+            sender=sender, case_id=case.id, ambulance_id=case.ambulance_id)
