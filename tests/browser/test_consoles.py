@@ -57,7 +57,7 @@ def test_er_doctor_accepts_from_the_console_and_the_ambulance_is_told(
         row.wait_for(timeout=10_000)
         assert "AI result, not for clinical use" in page.inner_text(".notice")
         assert "placeholder model, not a diagnosis" in row.inner_text()
-        nearest = row.locator("a").first.inner_text()
+        nearest = row.locator("a.offer-link").first.inner_text()
 
         page.goto(f"{hub_url}/er/{nearest}")
         offer = page.locator(f"#open-offers tr[data-case='{record.case_id}']")
@@ -90,7 +90,7 @@ def test_decline_with_reason_moves_the_case_on(
         page.goto(f"{hub_url}/")
         row = page.locator(f"#cases tr[data-case='{record.case_id}']")
         row.wait_for(timeout=10_000)
-        nearest = row.locator("a").first.inner_text()
+        nearest = row.locator("a.offer-link").first.inner_text()
         page.goto(f"{hub_url}/er/{nearest}")
         offer = page.locator(f"#open-offers tr[data-case='{record.case_id}']")
         offer.locator("input[name=reason]").fill("CT out of order")

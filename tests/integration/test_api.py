@@ -62,15 +62,22 @@ def test_case_appears_and_console_decision_takes_effect(
     bad = client.post(f"/api/cases/{case_id}/offers/{first}/decision",
                       json={"decision": "maybe", "decided_by": "Dr X"})
     assert bad.status_code == 422
+    no_reason = client.post(f"/api/cases/{case_id}/offers/{first}/decision",
+                            json={"decision": "decline", "decided_by": "Dr X"})
+    assert no_reason.status_code == 422 and "reason" in no_reason.text
     declined = client.post(f"/api/cases/{case_id}/offers/{first}/decision",
                            json={"decision": "decline", "decided_by": "Dr X", "reason": "full"})
     assert declined.json()["outcome"] == "declined"
     accepted = client.post(f"/api/cases/{case_id}/offers/{second}/decision",
                            json={"decision": "accept", "decided_by": "Dr Y"})
-    assert accepted.json() == {"outcome": "accepted", "case_status": "accepted"}
+    assert accepted.json() == {"outcome": "accepted", "case_status": "accepted",
+                               "placed_at": second}
     again = client.post(f"/api/cases/{case_id}/offers/{second}/decision",
                         json={"decision": "accept", "decided_by": "Dr Y"})
     assert again.status_code == 409
+    late = client.post(f"/api/cases/{case_id}/offers/{case['offers'][2]['hospital_id']}/decision",
+                       json={"decision": "accept", "decided_by": "Dr Z"})
+    assert late.status_code == 409 and late.json()["detail"] == f"already placed at {second}"
     listed = client.get("/api/cases", params={"status": "accepted"}).json()
-    assert [c["id"] for c in listed] == [case_id]
+    assert [c["id"] for c in listed["items"]] == [case_id] and listed["total"] == 1
     assert client.get("/health").json()["outbox_pending"] == 0

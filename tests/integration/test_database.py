@@ -56,7 +56,7 @@ def test_simultaneous_accepts_have_exactly_one_winner(database_url: str) -> None
             thread.join(timeout=60)
         winners = [h for h, outcome in outcomes.items() if outcome == "accepted"]
         assert len(outcomes) == 6 and len(winners) == 1
-        assert set(outcomes.values()) <= {"accepted", "too_late", "already_decided"}
+        assert set(outcomes.values()) <= {"accepted", "already_placed"}
         with Session(engine) as session:
             case = session.get(Case, samples.CASE_ID)
             states = [o.state for o in session.exec(select(Offer)).all()]
