@@ -81,3 +81,48 @@ def test_case_appears_and_console_decision_takes_effect(
     listed = client.get("/api/cases", params={"status": "accepted"}).json()
     assert [c["id"] for c in listed["items"]] == [case_id] and listed["total"] == 1
     assert client.get("/health").json()["outbox_pending"] == 0
+
+
+def test_history_filters_records_capacity_and_updates(
+        database_url: str, client: TestClient, mqtt_settings: MqttSettings, uid: str) -> None:
+    case_id = _send_case(mqtt_settings, uid)
+    assert wait_until(lambda: client.get(f"/api/cases/{case_id}").status_code == 200)
+    nearest = client.get(f"/api/cases/{case_id}").json()["offers"][0]["hospital_id"]
+
+    def ids(**params: object) -> list[str]:
+        page = client.get("/api/cases", params=params).json()
+        return [c["id"] for c in page["items"]]
+
+    assert ids(ambulance_id=f"amb-{uid}") == [case_id]
+    assert ids(ambulance_id="nobody") == []
+    assert ids(finding="Pneumothorax", severity=1) == [case_id]
+    assert ids(finding="Hernia") == []  # the sample's Hernia score is below its threshold
+    assert ids(hospital_id=nearest) == [case_id]
+    assert ids(date_from="2099-01-01T00:00:00Z") == []
+    assert ids(status="offered", limit=1, offset=1) == []
+    assert client.get("/api/cases", params={"finding": "Nonsense"}).status_code == 422
+    assert client.get("/api/cases", params={"limit": 0}).status_code == 422
+
+    updated = client.post(f"/api/cases/{case_id}/updates",
+                          json={"ambulance_id": f"amb-{uid}", "action": "handover",
+                                "handover": {"S": "SpO2 88%"}})
+    assert updated.status_code == 200 and updated.json() == "offered"
+    wrong = client.post(f"/api/cases/{case_id}/updates",
+                        json={"ambulance_id": "amb-other", "action": "cancel", "reason": "x"})
+    assert wrong.status_code == 409
+    record = client.get(f"/api/cases/{case_id}/record.json").json()
+    assert record["handover"] == {"S": "SpO2 88%"} and len(record["diagnoses"]) == 1
+    assert record["notice"] == "AI result, not for clinical use"
+    pdf = client.get(f"/api/cases/{case_id}/record.pdf")
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF-") and len(pdf.content) > 1500
+    assert client.get("/api/cases/nope/record.pdf").status_code == 404
+
+    capacity = client.put(f"/api/hospitals/{nearest}/capacity",
+                          json={"er_beds_free": 0, "icu_beds_free": 0, "accepting": False})
+    body = capacity.json()
+    assert body["accepting"] is False and body["capacity_source"] == "console"
+    assert body["capacity_stale"] is False
+    assert client.get("/api/hospitals/bos-bmc").json()["capacity_stale"] is True
+    offers = client.get(f"/api/hospitals/{nearest}/offers", params={"state": "open"}).json()
+    assert [o["case_id"] for o in offers] == [case_id]

@@ -43,3 +43,47 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
     empty.write_text(HEADER)
     with pytest.raises(ConfigurationError, match="no hospitals"):
         read_registry(empty)
+
+
+def test_geojson_registry_matches_the_csv() -> None:
+    from hospital_hub.settings import SAMPLE_REGISTRY as csv_path
+
+    geojson = read_registry(csv_path.with_suffix(".geojson"))
+    assert geojson == read_registry(csv_path)
+
+
+def test_geojson_errors_name_the_feature(tmp_path: Path) -> None:
+    import json
+
+    good = {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-71.0, 42.3]},
+            "properties": {"id": "a", "name": "A", "er_beds": 2, "icu_beds": 1}}
+    line = {"type": "Feature", "geometry": {"type": "LineString", "coordinates": []},
+            "properties": {"id": "b"}}
+    bad_beds = {**good, "properties": {**good["properties"], "id": "c", "er_beds": -1}}
+    path = tmp_path / "r.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection",
+                                "features": [good, line, bad_beds]}))
+    with pytest.raises(ConfigurationError) as info:
+        read_registry(path)
+    assert "feature 2: geometry: geometry is LineString" in str(info.value)
+    assert "feature 3: er_beds" in str(info.value)
+    path.write_text("[]")
+    with pytest.raises(ConfigurationError, match="FeatureCollection"):
+        read_registry(path)
+
+
+def test_reimport_keeps_live_capacity(tmp_path: Path) -> None:
+    from hospital_hub.db import make_engine, migrate, session_scope
+    from hospital_hub.live import LiveState
+    from hospital_hub.models import Hospital
+    from hospital_hub.registry import import_registry
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    migrate(engine)
+    import_registry(engine, SAMPLE_REGISTRY)
+    LiveState(engine).set_capacity("bos-mgh", er_beds_free=1, icu_beds_free=0, accepting=False)
+    import_registry(engine, SAMPLE_REGISTRY)
+    with session_scope(engine) as session:
+        mgh = session.get(Hospital, "bos-mgh")
+        assert mgh is not None and mgh.er_beds_free == 1 and mgh.accepting is False
+    engine.dispose()
