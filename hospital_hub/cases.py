@@ -135,7 +135,6 @@ class CaseService:
             self._record_diagnosis(session, case, envelope)
             if new:
                 self._event(session, case, "created", diagnosis.ambulance_id)
-                session.flush()
                 offered = self._top_up(session, case, actor=self._sender)
                 self._status(session, case, f"Offered to {len(offered)} ER(s).")
             else:
@@ -242,7 +241,6 @@ class CaseService:
             self._event(session, case, "no_er_available", actor, asked=len(asked))
             logger.warning("no ER available; dispatch alerted",
                            extra={"case_id": case.id, "asked": len(asked)})
-        session.flush()
         return [c.site.id for c in chosen]
 
     def _withdraw_open(self, session: Session, case: Case, why: str,
@@ -298,7 +296,6 @@ class CaseService:
                 session.add(offer)
                 self._event(session, case, "declined", decided_by, hospital_id=hospital_id,
                             reason=reason)
-                session.flush()
                 if case.status == CaseStatus.OFFERED:
                     added = self._top_up(session, case, actor=self._sender)
                     self._status(session, case, f"{hospital_id} declined ({reason})"
@@ -354,7 +351,6 @@ class CaseService:
                                              "Offer expired without an answer.")
                     self._event(session, case, "expired", self._sender,
                                 hospital_id=offer.hospital_id)
-                session.flush()
                 expired += len(stale)
                 if stale and case.status == CaseStatus.OFFERED:
                     added = self._top_up(session, case, actor=self._sender)
@@ -405,7 +401,6 @@ class CaseService:
                 case.status, case.accepted_hospital_id, case.decided_at = (
                     CaseStatus.OFFERED, None, None)
                 self._event(session, case, "diverted", actor, reason=update_.reason)
-                session.flush()
                 added = self._top_up(session, case, actor=actor)
                 self._status(session, case, f"Diverted ({update_.reason}); offered to "
                              f"{', '.join(added) or 'nobody: no ER left'}")

@@ -53,6 +53,7 @@ def subscribe_handlers(
         after_change()
 
     def case_update(envelope: Envelope[Any], ids: dict[str, str]) -> None:
+        live.flush_positions()
         cases.update_case(ids["case_id"], envelope.payload, envelope=envelope)
         after_change()
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 from typing import Literal
 
+from sqlalchemy import or_
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 from hospital_hub.db import session_scope
@@ -21,6 +25,8 @@ class LiveState:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._lock = threading.Lock()
+        self._positions: dict[str, tuple[Position, datetime]] = {}
 
     def set_capacity(self, hospital_id: str, *, er_beds_free: int, icu_beds_free: int,
                      accepting: bool, at: datetime | None = None,
@@ -58,10 +64,36 @@ class LiveState:
                                                "state": "online" if online else "offline"})
 
     def ambulance_position(self, ambulance_id: str, position: Position, at: datetime) -> None:
-        """Keep the latest position per ambulance (older reports are ignored)."""
+        """Note the latest position; :meth:`flush_positions` stores it.
+
+        Thousands of ambulances report every few seconds and only the latest
+        report matters, so reports are coalesced in memory and written in one
+        transaction per flush instead of one each.
+        """
+        with self._lock:
+            current = self._positions.get(ambulance_id)
+            if current is None or at > current[1]:
+                self._positions[ambulance_id] = (position, at)
+
+    def flush_positions(self) -> int:
+        """Store the noted positions newer than the stored ones; returns how many."""
+        with self._lock:
+            pending, self._positions = self._positions, {}
+        if not pending:
+            return 0
+        rows = [{"id": ambulance_id, "lat": position.lat, "lon": position.lon,
+                 "position_at": at, "online": False}
+                for ambulance_id, (position, at) in sorted(pending.items())]
         with session_scope(self._engine) as session:
-            ambulance = session.get(Ambulance, ambulance_id) or Ambulance(id=ambulance_id)
-            if ambulance.position_at and ambulance.position_at >= at:
-                return
-            ambulance.lat, ambulance.lon, ambulance.position_at = position.lat, position.lon, at
-            session.add(ambulance)
+            dialect = session.get_bind().dialect.name
+            insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+            statement = insert(Ambulance).values(rows)
+            table = Ambulance.__table__  # type: ignore[attr-defined]
+            session.execute(statement.on_conflict_do_update(
+                index_elements=["id"],
+                set_={"lat": statement.excluded.lat, "lon": statement.excluded.lon,
+                      "position_at": statement.excluded.position_at},
+                where=or_(table.c.position_at.is_(None),
+                          table.c.position_at < statement.excluded.position_at),
+            ))
+        return len(pending)

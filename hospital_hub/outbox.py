@@ -91,19 +91,24 @@ class Outbox:
                     return sent
 
     def _publish(self, rows: Sequence[OutboxMessage]) -> tuple[int, bool]:
-        published = 0
-        for row in rows:
+        if not rows:
+            return 0, False
+        try:
+            acknowledged = self._communicator.publish_many(
+                [(row.topic, row.data, row.qos, row.retain) for row in rows])
+        except MessagingError as exc:
+            logger.warning("outbox publish failed; will retry", extra={"error": str(exc)})
+            acknowledged = 0
+        now = utcnow()
+        for row in rows[: acknowledged + 1]:
             row.attempts += 1
-            try:
-                self._communicator.publish(row.topic, row.data, qos=row.qos, retain=row.retain)
-            except MessagingError as exc:
-                logger.warning("outbox publish failed; will retry",
-                               extra={"topic": row.topic, "error": str(exc)})
-                return published, True
-            row.sent_at = utcnow()
-            published += 1
-            logger.debug("published", extra={"topic": row.topic, "message_id": row.message_id})
-        return published, False
+        for row in rows[:acknowledged]:
+            row.sent_at = now
+        if acknowledged < len(rows):
+            logger.warning("outbox publish incomplete; will retry",
+                           extra={"published": acknowledged, "pending": len(rows) - acknowledged})
+            return acknowledged, True
+        return acknowledged, False
 
     def pending(self) -> int:
         """How many messages wait to be published."""

@@ -72,6 +72,7 @@ class HubRuntime:
     def tick(self) -> None:
         """Expire stale offers, publish whatever the outbox holds, and forget
         message ids and sent messages older than the retention."""
+        self.live.flush_positions()
         self.cases.expire_offers()
         self.outbox.flush()
         now = time.monotonic()

@@ -50,6 +50,11 @@ def _register_plugins() -> None:
         except ImportError as exc:
             sub = _missing_extra(entry.name, exc)
         app.add_typer(sub, name=entry.name)
+    for entry in sorted(entry_points(group="goldenhour.bench"), key=lambda e: e.name):
+        try:
+            bench_app.command(entry.name)(entry.load())
+        except ImportError as exc:
+            bench_app.add_typer(_missing_extra(entry.name, exc), name=entry.name)
 
 
 @app.callback()

@@ -58,6 +58,18 @@ class Communicator(ABC):
             PublishTimeout: no acknowledgement within ``timeout``.
         """
 
+    def publish_many(
+        self, messages: list[tuple[str, bytes, int, bool]], timeout: float | None = None
+    ) -> int:
+        """Publish (topic, payload, qos, retain) messages in order and return how
+        many, from the first, the broker acknowledged. Implementations may
+        pipeline: send all, then wait for the acks."""
+        done = 0
+        for topic, payload, qos, retain in messages:
+            self.publish(topic, payload, qos=qos, retain=retain, timeout=timeout)
+            done += 1
+        return done
+
     @property
     @abstractmethod
     def connected(self) -> bool:

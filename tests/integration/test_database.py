@@ -69,3 +69,29 @@ def test_simultaneous_accepts_have_exactly_one_winner(database_url: str) -> None
         assert len(decisions) == 1
     finally:
         engine.dispose()
+
+
+def test_positions_are_coalesced_and_only_newer_ones_stored(database_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from hospital_hub.live import LiveState
+    from hospital_hub.models import Ambulance
+    from shared.messages import Position
+
+    engine = make_engine(database_url)
+    try:
+        migrate(engine)
+        live = LiveState(engine)
+        t0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+        for n in range(5):
+            live.ambulance_position("amb-1", Position(lat=42 + n, lon=-71), t0 + timedelta(seconds=n))
+        live.ambulance_position("amb-2", Position(lat=1, lon=1), t0)
+        assert live.flush_positions() == 2
+        live.ambulance_position("amb-1", Position(lat=0, lon=0), t0)  # older than stored
+        live.flush_positions()
+        with Session(engine) as session:
+            amb1 = session.get(Ambulance, "amb-1")
+            assert amb1 is not None and amb1.lat == 46 and amb1.position_at == t0 + timedelta(seconds=4)
+            assert session.get(Ambulance, "amb-2") is not None
+    finally:
+        engine.dispose()
