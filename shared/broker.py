@@ -123,6 +123,9 @@ class MosquittoBroker(EmbeddedBroker):
             "log_type warning",
             "log_type notice",
             "max_queued_messages 100000",
+            # Without it, Nagle's algorithm holds small PUBACKs back for up to
+            # ~40 ms when several are outstanding (measured: 59 ms per batch).
+            "set_tcp_nodelay true",
         ]
         if self.max_packet_size:
             lines.append(f"max_packet_size {self.max_packet_size}")
