@@ -23,9 +23,11 @@ class LastWill:
 class Communicator(ABC):
     """Publish and subscribe raw bytes with broker acknowledgement.
 
-    Implementations deliver messages to handlers on a worker thread, never on
-    the network thread, so a handler may publish; an exception in a handler is
-    logged and never stops delivery.
+    Implementations deliver messages to handlers on worker threads, never on
+    the network thread, so a handler may publish; QoS 1 messages are handled
+    in order on one thread, QoS 0 telemetry on another (handlers must be
+    thread-safe across the two). An exception in a handler is logged and never
+    stops delivery.
     """
 
     @abstractmethod

@@ -79,8 +79,11 @@ class PahoCommunicator(Communicator):
         self._subscriptions: dict[str, tuple[int, RawHandler]] = {}
         self._suback: dict[int, tuple[threading.Event, list[ReasonCode]]] = {}
         self._connected = threading.Event()
-        self._inbox: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
-        self._worker: threading.Thread | None = None
+        # QoS 0 telemetry (positions) has its own queue and thread, so a flood of
+        # it never delays a case or a decision queued behind it.
+        self._inboxes: dict[str, queue.Queue[mqtt.MQTTMessage | None]] = {
+            "events": queue.Queue(), "telemetry": queue.Queue()}
+        self._workers: list[threading.Thread] = []
         self._started = False
         self._stopping = False
 
@@ -90,10 +93,13 @@ class PahoCommunicator(Communicator):
         if self._started:
             return
         self._started = True
-        self._worker = threading.Thread(
-            target=self._work, name=f"mqtt-handlers-{self._client_id}", daemon=True
-        )
-        self._worker.start()
+        self._workers = [
+            threading.Thread(target=self._work, args=(inbox,), daemon=True,
+                             name=f"mqtt-{name}-{self._client_id}")
+            for name, inbox in self._inboxes.items()
+        ]
+        for worker in self._workers:
+            worker.start()
         kwargs: dict[str, Any] = {}
         if self._v5:
             props = Properties(PacketTypes.CONNECT)
@@ -125,9 +131,10 @@ class PahoCommunicator(Communicator):
         self._client.loop_stop()
         self._stopping = False
         self._connected.clear()
-        self._inbox.put(None)
-        if self._worker:
-            self._worker.join(timeout=5)
+        for inbox in self._inboxes.values():
+            inbox.put(None)
+        for worker in self._workers:
+            worker.join(timeout=5)
         self._started = False
 
     @property
@@ -276,12 +283,12 @@ class PahoCommunicator(Communicator):
             logger.error("broker refused a subscription", extra={"codes": str(reason_codes)})
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._inbox.put(message)
+        self._inboxes["events" if message.qos else "telemetry"].put(message)
 
     # -- worker thread --------------------------------------------------------
-    def _work(self) -> None:
+    def _work(self, inbox: queue.Queue[mqtt.MQTTMessage | None]) -> None:
         while True:
-            message = self._inbox.get()
+            message = inbox.get()
             if message is None:
                 return
             try:

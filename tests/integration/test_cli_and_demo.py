@@ -116,3 +116,18 @@ def test_amqtt_fallback_carries_a_case(tmp_path: Path, xray: Path, uid: str) -> 
             er.stop()
         hub.stop()
         broker.stop()
+
+
+def test_hub_benchmark_runs_and_reports_its_figures() -> None:
+    """A tiny run, to keep the command working; its figures are not judged here."""
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "bench", "hub", "--cases-per-s", "5",
+         "--positions-per-s", "50", "--duration", "2", "--workers", "1", "--database",
+         "sqlite", "--ambulances", "10", "--drain", "30", "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"cases_per_s", "positions_per_s", "publish_to_offer_ms_p95",
+            "accept_to_ambulance_ms_p95", "lost", "double_offered"} <= set(figures)
+    assert figures["cases_published"] >= 5
+    assert figures["lost"] == 0 and figures["double_offered"] == 0
