@@ -16,7 +16,15 @@ from edge_agent.settings import EdgeSettings
 from shared import topics
 from shared.errors import MessagingError
 from shared.ids import new_case_id
-from shared.messages import CaseDecisionV1, Envelope, Patient, Position, PositionV1
+from shared.messages import (
+    CaseDecisionV1,
+    CaseStatusV1,
+    CaseUpdateV1,
+    Envelope,
+    Patient,
+    Position,
+    PositionV1,
+)
 from shared.mqtt import Communicator, Messenger, PahoCommunicator, status_will
 
 logger = logging.getLogger(__name__)
@@ -34,6 +42,8 @@ class CaseRecord:
     published_at: float | None = None
     """``time.monotonic()`` at the broker's acknowledgement; None until then."""
     decision: CaseDecisionV1 | None = None
+    status: CaseStatusV1 | None = None
+    """The latest state the hub reported."""
     decision_latency_s: float | None = None
     """From the diagnosis publish to the decision's arrival."""
     done: threading.Event = field(default_factory=threading.Event)
@@ -78,6 +88,7 @@ class EdgeAgent:
     def start(self, wait: bool = True) -> None:
         """Subscribe to this ambulance's decisions and connect."""
         self.messenger.on(topics.CASE_DECISION, self._on_decision, ambulance_id=self.ambulance_id)
+        self.messenger.on(topics.CASE_STATUS, self._on_status, ambulance_id=self.ambulance_id)
         self.communicator.start(wait=wait)
         if self.announce:
             self._stop.clear()
@@ -166,6 +177,28 @@ class EdgeAgent:
                    "latency_ms": round(latency * 1000, 1) if latency is not None else None,
                    "note": decision.message},
         )
+
+    def _on_status(self, envelope: Envelope[Any], ids: dict[str, str]) -> None:
+        status: CaseStatusV1 = envelope.payload
+        with self._lock:
+            record = self.cases.get(ids["case_id"])
+            if record is not None:
+                record.status = status
+        logger.info("case status", extra={
+            "case_id": ids["case_id"], "state": status.state, "note": status.message,
+            "offers": ", ".join(f"{o.hospital_id}:{o.state}" for o in status.offers)})
+
+    def update(self, case_id: str, action: str, **fields: Any) -> None:
+        """Send a cancel, divert, patient, vitals or handover update for a case.
+
+        Raises:
+            ValidationError: the update lacks what its action needs.
+            MessagingError: the broker did not take it.
+        """
+        payload = CaseUpdateV1(ambulance_id=self.ambulance_id, action=action, **fields)
+        self.messenger.send(topics.CASE_UPDATE, payload, case_id=case_id,
+                            ambulance_id=self.ambulance_id)
+        logger.info("case update sent", extra={"case_id": case_id, "action": action})
 
     def _report_position(self) -> None:
         """Publish a (simulated) GPS position every few seconds."""

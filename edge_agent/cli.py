@@ -159,3 +159,38 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"min": ordered[0], "median": statistics.median(ordered),
             "p95": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
             "max": ordered[-1]}
+
+
+@app.command()
+def update(
+    case_id: Annotated[str, typer.Argument(help="The case id that `send` printed.")],
+    action: Annotated[str, typer.Option(help="cancel or divert.")] = "cancel",
+    reason: Annotated[str, typer.Option(help="Why (required).")] = "",
+    ambulance_id: Annotated[str | None, typer.Option(help="Default: GOLDENHOUR_EDGE_AMBULANCE_ID.")]
+    = None,
+) -> None:
+    """Cancel a case (the patient will not be transported) or divert it (re-offer
+    it from where the ambulance is now); the accepted ER is told."""
+    from pydantic import ValidationError
+
+    if action not in ("cancel", "divert"):
+        raise typer.BadParameter("action must be cancel or divert")
+    overrides: dict[str, Any] = {"ambulance_id": ambulance_id} if ambulance_id else {}
+    settings = load_edge_settings(**overrides)
+    configure_logging(settings.log_level, settings.log_format, service="update")
+    settings = settings.model_copy(
+        update={"mqtt": settings.mqtt.model_copy(update={"session_expiry_s": 0})})
+    agent = EdgeAgent(settings, announce=False,
+                      client_id=f"goldenhour-update-{settings.ambulance_id}-{os.getpid()}")
+    try:
+        agent.start()
+        agent.update(case_id, action, reason=reason or None)
+    except ValidationError as exc:
+        console.print(f"[red]not sent:[/] {exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from exc
+    except GoldenhourError as exc:
+        console.print(f"[red]not sent:[/] {exc}")
+        raise typer.Exit(2) from exc
+    finally:
+        agent.stop()
+    console.print(f"{action} of {case_id} sent")

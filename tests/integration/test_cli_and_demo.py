@@ -25,7 +25,7 @@ def _cli() -> CliRunner:
     return CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["edge"], ["edge", "send"], ["edge", "run"], ["hub"],
+@pytest.mark.parametrize("command", [[], ["edge"], ["edge", "send"], ["edge", "run"], ["edge", "update"], ["bench", "hub"], ["hub"],
                                      ["hub", "serve"], ["hub", "simulate-ers"], ["train"],
                                      ["demo"], ["bench", "e2e"], ["topics"], ["broker"]])
 def test_every_command_has_useful_help(command: list[str]) -> None:

@@ -42,6 +42,11 @@ def test_case_round_trip(database_url: str, make_system, xray: Path) -> None:  #
     # Every offered ER saw its offer over the broker.
     for offer in offers:
         assert record.case_id in system.ers[offer.hospital_id].offers
+    # The crew cancels: the hub confirms, and the accepting ER hears it.
+    system.edge.update(record.case_id, "cancel", reason="patient refused transport")
+    assert wait_until(lambda: record.status is not None and record.status.state == "cancelled")
+    accepting_er = system.ers[decision.hospital_id]
+    assert wait_until(lambda: accepting_er.offers[record.case_id].state == "withdrawn")
 
 
 def test_duplicates_are_stored_once(database_url: str, make_system, xray: Path) -> None:  # type: ignore[no-untyped-def]
