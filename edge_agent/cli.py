@@ -6,9 +6,7 @@ import json
 import logging
 import os
 import random
-import signal
 import statistics
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +16,7 @@ from rich.console import Console
 from edge_agent.agent import EdgeAgent
 from edge_agent.settings import load_edge_settings
 from shared.errors import GoldenhourError, InputImageError
+from shared.lifecycle import stop_event
 from shared.logs import configure_logging
 
 app = typer.Typer(help="Edge agent for the ambulance computer.", no_args_is_help=True)
@@ -38,8 +37,7 @@ def run(
     settings = load_edge_settings()
     configure_logging(settings.log_level, settings.log_format, service=settings.ambulance_id)
     agent = EdgeAgent(settings)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = stop_event()
     agent.start(wait=False)
     images = _images(folder) if folder else []
     random.Random(seed).shuffle(images)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -11,19 +9,11 @@ import typer
 
 from hospital_hub.settings import load_hub_settings
 from shared.errors import GoldenhourError
+from shared.lifecycle import wait_for_stop
 from shared.logs import configure_logging
 
 app = typer.Typer(help="Hospital hub: stores cases, offers them to ERs, relays decisions.",
                   no_args_is_help=True)
-
-
-def _wait_for_signal() -> None:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
 
 
 @app.command()
@@ -61,7 +51,7 @@ def worker() -> None:
         typer.echo(f"hub could not start: {exc}", err=True)
         raise typer.Exit(1) from exc
     try:
-        _wait_for_signal()
+        wait_for_stop()
     finally:
         runtime.stop()
 
@@ -88,7 +78,7 @@ def simulate_ers(
     try:
         for er in ers:
             er.start()
-        _wait_for_signal()
+        wait_for_stop()
     except GoldenhourError as exc:
         typer.echo(f"simulated ERs could not start: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -152,21 +152,15 @@ def broker_cmd(
     kind: Annotated[BrokerKind, typer.Option()] = "auto",
 ) -> None:
     """Run the embedded broker in the foreground on 127.0.0.1."""
-    import signal
-    import threading
-
     from shared.broker import start_embedded_broker
+    from shared.lifecycle import wait_for_stop
 
     configure_logging("INFO", "text", service="broker")
     running = start_embedded_broker(kind, port=port)
     console.print(f"broker listening on 127.0.0.1:{running.port} (MQTT {running.protocol}); "
                   "Ctrl-C stops it")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        wait_for_stop()
     finally:
         running.stop()
 

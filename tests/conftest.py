@@ -29,16 +29,6 @@ def mosquitto() -> Iterator[MosquittoBroker]:
 
 
 @pytest.fixture
-def fresh_mosquitto() -> Iterator[MosquittoBroker]:
-    """A Mosquitto of this test's own, for tests that kill or restart it."""
-    require(find_mosquitto() is not None, "mosquitto is not installed (apt-get install mosquitto)")
-    broker = MosquittoBroker()
-    broker.start()
-    yield broker
-    broker.cleanup()
-
-
-@pytest.fixture
 def mqtt_settings(mosquitto: MosquittoBroker) -> MqttSettings:
     """Client settings for the session broker, with short timeouts."""
     return mosquitto.mqtt_settings(publish_timeout_s=5.0, connect_timeout_s=5.0)

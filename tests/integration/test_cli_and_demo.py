@@ -25,9 +25,10 @@ def _cli() -> CliRunner:
     return CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["edge"], ["edge", "send"], ["edge", "run"], ["edge", "update"], ["bench", "hub"], ["hub"],
-                                     ["hub", "serve"], ["hub", "simulate-ers"], ["train"],
-                                     ["demo"], ["bench", "e2e"], ["topics"], ["broker"]])
+@pytest.mark.parametrize("command", [
+    [], ["edge"], ["edge", "send"], ["edge", "run"], ["edge", "update"], ["hub"], ["hub", "serve"],
+    ["hub", "worker"], ["hub", "simulate-ers"], ["train"], ["demo"], ["bench", "e2e"],
+    ["bench", "hub"], ["topics"], ["broker"]])
 def test_every_command_has_useful_help(command: list[str]) -> None:
     result = _cli().invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
