@@ -195,6 +195,36 @@ class CaseVitals(SQLModel, table=True):
     supplemental_o2: bool | None = None
 
 
+class CaseImage(SQLModel, table=True):
+    """A case's full-resolution image, reassembled from chunks and verified."""
+
+    __table_args__ = (UniqueConstraint("case_id", "image_sha256"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(foreign_key="case.id", index=True, max_length=64)
+    image_sha256: str = Field(max_length=64)
+    media_type: str = Field(max_length=40)
+    total_bytes: int
+    chunk_count: int
+    received_chunks: int = 0
+    complete: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    completed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    data: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    """The whole image once every chunk has arrived and the digest matches."""
+
+
+class ImageChunk(SQLModel, table=True):
+    """One received chunk; deleted once its image is assembled."""
+
+    __table_args__ = (UniqueConstraint("image_id", "index"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    image_id: int = Field(foreign_key="caseimage.id", index=True)
+    index: int
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
 class CaseEvent(SQLModel, table=True):
     """The audit trail: every state change of a case, who made it and why."""
 

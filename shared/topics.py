@@ -23,6 +23,7 @@ from shared.messages.payloads import (
     DiagnosisV1,
     DispatchAlertV1,
     ErDecisionV1,
+    ImageChunkV1,
     OfferV1,
     Payload,
     PositionV1,
@@ -110,6 +111,10 @@ CASE_DECISION = _spec(
     "case_decision", "ambulance/{ambulance_id}/case/{case_id}/decision", CaseDecisionV1, 1,
     False, "hub", "edge", "which ER accepted the patient, or that none did",
 )
+CASE_IMAGE = _spec(
+    "case_image", "ambulance/{ambulance_id}/case/{case_id}/image", ImageChunkV1, 1, False,
+    "edge", "hub", "the full-resolution image in chunks of at most 256 KiB, after the diagnosis",
+)
 CASE_UPDATE = _spec(
     "case_update", "ambulance/{ambulance_id}/case/{case_id}/update", CaseUpdateV1, 1, False,
     "edge", "hub", "cancel or divert the case; new patient details, vitals or handover",
@@ -148,6 +153,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     AMBULANCE_POSITION,
     CASE_DIAGNOSIS,
     CASE_DECISION,
+    CASE_IMAGE,
     CASE_UPDATE,
     CASE_STATUS,
     DISPATCH_ALERT,

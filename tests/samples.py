@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 
@@ -16,6 +17,7 @@ from shared.messages import (
     Envelope,
     ErDecisionV1,
     FindingScore,
+    ImageChunkV1,
     ImageInfo,
     ModelInfo,
     OfferSummary,
@@ -77,6 +79,9 @@ def all_payloads() -> list[Payload]:
                                           state="open", eta_min=4.5)]),
         DispatchAlertV1(kind="no_er_available", ambulance_id="amb-1", triage_level=1,
                         message="No ER accepted case"),
+        ImageChunkV1(ambulance_id="amb-1", image_sha256="cd" * 32, media_type="application/dicom",
+                     total_bytes=10, index=0, count=1,
+                     sha256=hashlib.sha256(b"0123456789").hexdigest(), data=b"0123456789"),
     ]
 
 

@@ -3,6 +3,7 @@
 from shared.messages.codec import MAX_MESSAGE_BYTES, decode, encode, payload_type
 from shared.messages.envelope import Envelope
 from shared.messages.payloads import (
+    CHUNK_BYTES,
     PAYLOAD_TYPES,
     CapacityV1,
     CaseDecisionV1,
@@ -12,6 +13,7 @@ from shared.messages.payloads import (
     DispatchAlertV1,
     ErDecisionV1,
     FindingScore,
+    ImageChunkV1,
     ImageInfo,
     ModelInfo,
     OfferSummary,
@@ -27,6 +29,7 @@ from shared.messages.payloads import (
 )
 
 __all__ = [
+    "CHUNK_BYTES",
     "MAX_MESSAGE_BYTES",
     "PAYLOAD_TYPES",
     "CapacityV1",
@@ -38,6 +41,7 @@ __all__ = [
     "Envelope",
     "ErDecisionV1",
     "FindingScore",
+    "ImageChunkV1",
     "ImageInfo",
     "ModelInfo",
     "OfferSummary",

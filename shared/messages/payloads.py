@@ -9,6 +9,7 @@ registered beside the old one.
 
 from __future__ import annotations
 
+import hashlib
 from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -17,6 +18,8 @@ from shared.findings import FINDINGS, Finding
 from shared.ids import Identifier
 
 Probability = float
+CHUNK_BYTES = 256 * 1024
+"""Largest image chunk: well under a 1 MB broker packet limit with its envelope."""
 
 
 class _Model(BaseModel):
@@ -264,6 +267,37 @@ class DispatchAlertV1(Payload):
     message: str = Field(max_length=500)
 
 
+class ImageChunkV1(Payload):
+    """Ambulance -> hub: one chunk of a case's full-resolution image.
+
+    The diagnosis (with its thumbnail) goes first; the image follows in chunks
+    of at most 256 KiB, each with its own digest, so that it passes brokers
+    whose packets are limited to 1 MB and resumes chunk by chunk after a
+    disconnect. The hub reassembles the image and checks ``image_sha256``.
+    """
+
+    SCHEMA: ClassVar[str] = "image_chunk"
+    VERSION: ClassVar[int] = 1
+    MAX_BYTES: ClassVar[int] = 300 * 1024
+
+    ambulance_id: Identifier
+    image_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    media_type: Literal["application/dicom", "image/png", "image/jpeg"]
+    total_bytes: int = Field(gt=0, le=64 * 1024 * 1024)
+    index: int = Field(ge=0)
+    count: int = Field(ge=1, le=256)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    data: bytes = Field(min_length=1, max_length=CHUNK_BYTES)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ImageChunkV1:
+        if self.index >= self.count:
+            raise ValueError("chunk index must be below the chunk count")
+        if hashlib.sha256(self.data).hexdigest() != self.sha256:
+            raise ValueError("chunk data does not match its sha256")
+        return self
+
+
 class StatusV1(Payload):
     """Any participant: retained online/offline status (also the last will)."""
 
@@ -305,6 +339,7 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     CaseUpdateV1,
     CaseStatusV1,
     DispatchAlertV1,
+    ImageChunkV1,
     StatusV1,
     PositionV1,
     CapacityV1,
