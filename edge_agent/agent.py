@@ -1,4 +1,10 @@
-"""The edge agent: diagnoses X-rays, publishes cases and hears the decision."""
+"""The edge agent: diagnoses X-rays, queues cases durably, and hears the decision.
+
+Every case message goes through the durable outbox (:mod:`edge_agent.outbox`):
+``submit`` returns as soon as the case is on disk, whether or not the broker
+is reachable, and the sender forwards it when it can. Positions are telemetry
+(QoS 0, only the latest matters) and bypass the outbox.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_agent.chunks import MEDIA_TYPES, image_chunks
+from edge_agent.outbox import Outbox, OutboxSender, Pending
 from edge_agent.pipeline import DiagnosisPipeline
 from edge_agent.settings import EdgeSettings
 from shared import topics
-from shared.errors import MessagingError
+from shared.errors import InputImageError, MessagingError
 from shared.ids import new_case_id
 from shared.messages import (
     CaseDecisionV1,
@@ -22,8 +30,10 @@ from shared.messages import (
     CaseUpdateV1,
     Envelope,
     Patient,
+    Payload,
     Position,
     PositionV1,
+    encode,
 )
 from shared.mqtt import Communicator, Messenger, PahoCommunicator, status_will
 
@@ -37,16 +47,16 @@ class CaseRecord:
     case_id: str
     source: str
     triage_level: int
-    envelope: Envelope[Any]
-    """The diagnosis as sent; a retry resends it with the same message id."""
+    queued_at: float = field(default_factory=time.monotonic)
     published_at: float | None = None
-    """``time.monotonic()`` at the broker's acknowledgement; None until then."""
+    """``time.monotonic()`` when the broker acknowledged the diagnosis."""
     decision: CaseDecisionV1 | None = None
     status: CaseStatusV1 | None = None
     """The latest state the hub reported."""
     decision_latency_s: float | None = None
-    """From the diagnosis publish to the decision's arrival."""
+    """From the diagnosis reaching the broker to the decision's arrival."""
     done: threading.Event = field(default_factory=threading.Event)
+    sent: threading.Event = field(default_factory=threading.Event)
 
 
 class EdgeAgent:
@@ -65,6 +75,7 @@ class EdgeAgent:
         *,
         announce: bool = True,
         client_id: str | None = None,
+        outbox_path: Path | None = None,
     ) -> None:
         self.settings = settings
         self.ambulance_id = settings.ambulance_id
@@ -78,6 +89,10 @@ class EdgeAgent:
         self.messenger = Messenger(self.communicator, sender=self.ambulance_id)
         self.pipeline = pipeline or DiagnosisPipeline()
         self.position = Position(lat=settings.lat, lon=settings.lon)
+        self.outbox = Outbox(
+            outbox_path or settings.state_dir / f"outbox-{self.ambulance_id}.sqlite3",
+            max_bytes=int(settings.outbox_max_mb * 1024 * 1024))
+        self.sender = OutboxSender(self.outbox, self.communicator, self._on_sent)
         self.cases: dict[str, CaseRecord] = {}
         self._seen_decisions: set[uuid.UUID] = set()
         self._lock = threading.Lock()
@@ -86,64 +101,80 @@ class EdgeAgent:
         self._rng = random.Random(self.ambulance_id)
 
     def start(self, wait: bool = True) -> None:
-        """Subscribe to this ambulance's decisions and connect."""
+        """Subscribe to this ambulance's decisions, connect and forward the outbox."""
         self.messenger.on(topics.CASE_DECISION, self._on_decision, ambulance_id=self.ambulance_id)
         self.messenger.on(topics.CASE_STATUS, self._on_status, ambulance_id=self.ambulance_id)
         self.communicator.start(wait=wait)
+        self.sender.start()
         if self.announce:
             self._stop.clear()
             self._position_thread = threading.Thread(target=self._report_position,
                                                      name="edge-position", daemon=True)
             self._position_thread.start()
-        logger.info("edge agent started", extra={"ambulance_id": self.ambulance_id,
-                                                 "model": self.pipeline.classifier.info.name})
+        count, size = self.outbox.pending()
+        logger.info("edge agent started", extra={
+            "ambulance_id": self.ambulance_id, "model": self.pipeline.classifier.info.name,
+            "outbox_messages": count, "outbox_bytes": size})
 
     def stop(self) -> None:
-        """Stop reporting and disconnect (publishing 'offline' if announcing)."""
+        """Stop reporting and forwarding, and disconnect (queued messages stay on disk)."""
         self._stop.set()
         if self._position_thread:
             self._position_thread.join(timeout=5)
+        self.sender.stop()
         self.communicator.stop()
+        self.outbox.close()
 
+    # -- cases -------------------------------------------------------------------------
     def submit(self, path: Path, patient: Patient | None = None) -> CaseRecord:
-        """Diagnose ``path`` and publish the case; returns once the broker has it.
-
-        The case is recorded before it is sent, so a decision that comes back
-        at once is never missed.
+        """Diagnose ``path`` and queue the case: the diagnosis first, then the
+        full image in chunks. Returns once the case is safely on disk.
 
         Raises:
-            InputImageError: the image cannot be used (nothing is published).
-            MessagingError: the broker did not take the case; the record is
-                kept in :attr:`cases` and :meth:`resend` retries it unchanged.
+            InputImageError: the image cannot be used (nothing is queued).
+            OutboxFull: the outbox is at its disk budget.
         """
         case_id = new_case_id()
         diagnosis = self.pipeline.run(path, ambulance_id=self.ambulance_id,
                                       position=self.position, patient=patient)
+        messages = [self._message("diagnosis", topics.CASE_DIAGNOSIS, diagnosis, case_id)]
+        if self.settings.send_full_image:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise InputImageError(f"cannot read {path}: {exc}") from exc
+            media = MEDIA_TYPES[diagnosis.image.format]
+            messages += [self._message("image", topics.CASE_IMAGE, chunk, case_id)
+                         for chunk in image_chunks(data, media, self.ambulance_id)]
         record = CaseRecord(case_id=case_id, source=path.name,
-                            triage_level=diagnosis.triage.level,
-                            envelope=Envelope.wrap(diagnosis, sender=self.ambulance_id,
-                                                   case_id=case_id))
+                            triage_level=diagnosis.triage.level)
         with self._lock:
             self.cases[case_id] = record
-        self.resend(case_id)
+        self.outbox.record_case(case_id, path.name, diagnosis.triage.level)
+        self.outbox.put(messages, case_id)
+        self.sender.wake()
+        logger.info("case queued", extra={"case_id": case_id, "ambulance_id": self.ambulance_id,
+                                          "triage_level": diagnosis.triage.level,
+                                          "messages": len(messages)})
         return record
 
-    def resend(self, case_id: str) -> CaseRecord:
-        """Publish a recorded case's diagnosis (again), with its original ids,
-        so that the hub drops it if the first attempt did arrive."""
-        record = self.cases[case_id]
-        self.messenger.publish_envelope(topics.CASE_DIAGNOSIS, record.envelope,
-                                        ambulance_id=self.ambulance_id, case_id=case_id)
-        record.published_at = time.monotonic()
-        logger.info("case published", extra={
-            "case_id": case_id, "ambulance_id": self.ambulance_id,
-            "message_id": str(record.envelope.message_id), "triage_level": record.triage_level})
-        return record
+    def update(self, case_id: str, action: str, **fields: Any) -> None:
+        """Queue a cancel, divert, patient, vitals or handover update for a case.
 
-    def unsent(self) -> list[str]:
-        """Cases whose diagnosis the broker has not acknowledged yet."""
-        with self._lock:
-            return [c.case_id for c in self.cases.values() if c.published_at is None]
+        Raises:
+            ValidationError: the update lacks what its action needs.
+            OutboxFull: the outbox is at its disk budget.
+        """
+        payload = CaseUpdateV1(ambulance_id=self.ambulance_id, action=action, **fields)
+        self.outbox.put([self._message("update", topics.CASE_UPDATE, payload, case_id)], case_id)
+        self.sender.wake()
+        logger.info("case update queued", extra={"case_id": case_id, "action": action})
+
+    def _message(self, kind: str, spec: topics.TopicSpec, payload: Payload,
+                 case_id: str) -> tuple[str, str, bytes, int, bool]:
+        envelope = Envelope.wrap(payload, sender=self.ambulance_id, case_id=case_id)
+        topic = spec.topic(ambulance_id=self.ambulance_id, case_id=case_id)
+        return kind, topic, encode(envelope), spec.qos, spec.retain
 
     def wait_for_decision(self, case_id: str, timeout: float | None = None) -> CaseRecord:
         """Block until the hub's decision for ``case_id`` arrives.
@@ -156,6 +187,20 @@ class EdgeAgent:
             raise TimeoutError(f"no decision for case {case_id} yet")
         return record
 
+    def _on_sent(self, rows: list[Pending]) -> None:
+        now = time.monotonic()
+        for row in rows:
+            if row.kind != "diagnosis" or row.case_id is None:
+                continue
+            self.outbox.mark_case(row.case_id, sent=True)
+            with self._lock:
+                record = self.cases.get(row.case_id)
+            if record is not None:
+                record.published_at = now
+                record.sent.set()
+            logger.info("case delivered to the broker", extra={"case_id": row.case_id})
+
+    # -- what the hub tells us -----------------------------------------------------------
     def _on_decision(self, envelope: Envelope[Any], ids: dict[str, str]) -> None:
         decision: CaseDecisionV1 = envelope.payload
         case_id = ids["case_id"]
@@ -165,9 +210,10 @@ class EdgeAgent:
                 return
             self._seen_decisions.add(envelope.message_id)
             record = self.cases.get(case_id)
+        self.outbox.mark_case(case_id, decision=decision.status)
         latency = None
         if record is not None:
-            latency = time.monotonic() - (record.published_at or time.monotonic())
+            latency = time.monotonic() - (record.published_at or record.queued_at)
             record.decision, record.decision_latency_s = decision, latency
             record.done.set()
         logger.info(
@@ -187,18 +233,6 @@ class EdgeAgent:
         logger.info("case status", extra={
             "case_id": ids["case_id"], "state": status.state, "note": status.message,
             "offers": ", ".join(f"{o.hospital_id}:{o.state}" for o in status.offers)})
-
-    def update(self, case_id: str, action: str, **fields: Any) -> None:
-        """Send a cancel, divert, patient, vitals or handover update for a case.
-
-        Raises:
-            ValidationError: the update lacks what its action needs.
-            MessagingError: the broker did not take it.
-        """
-        payload = CaseUpdateV1(ambulance_id=self.ambulance_id, action=action, **fields)
-        self.messenger.send(topics.CASE_UPDATE, payload, case_id=case_id,
-                            ambulance_id=self.ambulance_id)
-        logger.info("case update sent", extra={"case_id": case_id, "action": action})
 
     def _report_position(self) -> None:
         """Publish a (simulated) GPS position every few seconds."""

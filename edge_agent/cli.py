@@ -7,6 +7,8 @@ import logging
 import os
 import random
 import statistics
+import tempfile
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,7 +50,6 @@ def run(
     try:
         index = 0
         while not stop.wait(interval if index else min(interval, 2.0)):
-            _retry_unsent(agent)
             if not images:
                 continue
             path = images[index % len(images)]
@@ -58,23 +59,15 @@ def run(
             except InputImageError as exc:
                 logger.error("image not usable", extra={"source": path.name, "detail": str(exc)})
             except GoldenhourError as exc:
-                logger.warning("case kept for retry", extra={"source": path.name,
-                                                             "error": str(exc)})
+                logger.error("case not queued", extra={"source": path.name,
+                                                       "error": type(exc).__name__,
+                                                       "detail": str(exc)})
             except Exception:  # one bad image must not stop the ambulance's agent
                 logger.exception("case failed", extra={"source": path.name})
     except KeyboardInterrupt:
         pass
     finally:
         agent.stop()
-
-
-def _retry_unsent(agent: EdgeAgent) -> None:
-    for case_id in agent.unsent():
-        try:
-            agent.resend(case_id)
-        except GoldenhourError as exc:
-            logger.warning("case still not sent", extra={"case_id": case_id, "error": str(exc)})
-            return
 
 
 def _images(folder: Path) -> list[Path]:
@@ -100,12 +93,14 @@ def send(
     settings = settings.model_copy(
         update={"mqtt": settings.mqtt.model_copy(update={"session_expiry_s": 0})})
     configure_logging(settings.log_level, settings.log_format, service="send")
-    agent = EdgeAgent(settings, announce=False,
+    outbox = Path(tempfile.mkdtemp(prefix="goldenhour-send-")) / "outbox.sqlite3"
+    agent = EdgeAgent(settings, announce=False, outbox_path=outbox,
                       client_id=f"goldenhour-send-{settings.ambulance_id}-{os.getpid()}")
     try:
         agent.start()
     except GoldenhourError as exc:
         console.print(f"[red]cannot reach the broker:[/] {exc}")
+        agent.outbox.close()
         raise typer.Exit(2) from exc
     round_trips: list[float] = []
     submits: list[float] = []
@@ -117,6 +112,8 @@ def send(
                 try:
                     started = _now()
                     record = agent.submit(path)
+                    if not record.sent.wait(timeout):
+                        raise TimeoutError(f"the broker did not take case {record.case_id}")
                     submits.append((_now() - started) * 1000)
                     record = agent.wait_for_decision(record.case_id, timeout)
                 except InputImageError as exc:
@@ -135,7 +132,7 @@ def send(
                                   f": {record.decision.message} "
                                   f"[dim]{round_trips[-1]:.1f} ms round trip[/]")
     finally:
-        agent.stop()
+        _drain_and_stop(agent, timeout)
     if as_json:
         typer.echo(json.dumps({"count": len(round_trips), "failures": failures,
                                "outcomes": outcomes, "round_trip_ms": _stats(round_trips),
@@ -144,9 +141,22 @@ def send(
         raise typer.Exit(1)
 
 
-def _now() -> float:
-    import time
+def _drain_and_stop(agent: EdgeAgent, timeout: float) -> None:
+    """Let the outbox empty (the full images follow the diagnoses), then stop;
+    a one-shot tool must not leave messages behind unsaid."""
+    deadline = _now() + timeout
+    while agent.outbox.pending()[0] and _now() < deadline:
+        agent.sender.wake()
+        time.sleep(0.1)
+    left, _ = agent.outbox.pending()
+    agent.stop()
+    if left:
+        console.print(f"[red]{left} message(s) not delivered; they stay in {agent.outbox.path}[/]")
+    else:
+        agent.outbox.path.unlink(missing_ok=True)
 
+
+def _now() -> float:
     return time.monotonic()
 
 
@@ -178,7 +188,8 @@ def update(
     configure_logging(settings.log_level, settings.log_format, service="update")
     settings = settings.model_copy(
         update={"mqtt": settings.mqtt.model_copy(update={"session_expiry_s": 0})})
-    agent = EdgeAgent(settings, announce=False,
+    outbox = Path(tempfile.mkdtemp(prefix="goldenhour-update-")) / "outbox.sqlite3"
+    agent = EdgeAgent(settings, announce=False, outbox_path=outbox,
                       client_id=f"goldenhour-update-{settings.ambulance_id}-{os.getpid()}")
     try:
         agent.start()
@@ -190,5 +201,5 @@ def update(
         console.print(f"[red]not sent:[/] {exc}")
         raise typer.Exit(2) from exc
     finally:
-        agent.stop()
+        _drain_and_stop(agent, 30.0)
     console.print(f"{action} of {case_id} sent")

@@ -24,6 +24,12 @@ class EdgeSettings(BaseSettings):
     lon: float = Field(default=-71.0589, ge=-180, le=180)
     """Start position; a GPS source replaces it in a real deployment."""
     position_interval_s: float = Field(default=5.0, gt=0)
+    state_dir: Path = Path(".goldenhour-edge")
+    """Where the durable outbox lives (one SQLite file per ambulance)."""
+    outbox_max_mb: float = Field(default=512.0, gt=0)
+    """Disk budget of the outbox; a case that would pass it is refused loudly."""
+    send_full_image: bool = True
+    """Send the full-resolution image in chunks after the diagnosis."""
     decision_timeout_s: float = Field(default=300.0, gt=0)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     log_level: str = "INFO"

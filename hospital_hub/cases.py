@@ -64,6 +64,19 @@ class DecisionResult:
     """The hospital that has the patient, for an "already placed" answer."""
 
 
+def record_event(session: Session, case: Case, kind: str, actor: str, **detail: Any) -> None:
+    """Append to the case's audit trail (in the caller's transaction)."""
+    now = utcnow()
+    case.updated_at = now
+    session.add(case)
+    session.add(CaseEvent(case_id=case.id, at=now, kind=kind, actor=actor, detail=detail))
+
+
+def lock_case(session: Session, case_id: str) -> Case | None:
+    """Load a case with its row locked (PostgreSQL; SQLite locks the database)."""
+    return session.exec(select(Case).where(Case.id == case_id).with_for_update()).first()
+
+
 class CaseService:
     """Applies incoming messages and console actions to the database."""
 
@@ -87,16 +100,11 @@ class CaseService:
         session.add(ProcessedMessage(message_id=key, schema_name=envelope.schema_name))
         return False
 
-    @staticmethod
-    def _lock_case(session: Session, case_id: str) -> Case | None:
-        return session.exec(select(Case).where(Case.id == case_id).with_for_update()).first()
+    _lock_case = staticmethod(lock_case)
 
     @staticmethod
     def _event(session: Session, case: Case, kind: str, actor: str, **detail: Any) -> None:
-        now = utcnow()
-        case.updated_at = now
-        session.add(case)
-        session.add(CaseEvent(case_id=case.id, at=now, kind=kind, actor=actor, detail=detail))
+        record_event(session, case, kind, actor, **detail)
 
     @staticmethod
     def _open_offers(session: Session, case_id: str) -> list[Offer]:

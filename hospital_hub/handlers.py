@@ -10,9 +10,10 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from hospital_hub.cases import CaseService
+from hospital_hub.images import ImageStore
 from hospital_hub.live import LiveState
 from shared import topics
-from shared.errors import GoldenhourError
+from shared.errors import GoldenhourError, NotFound
 from shared.messages import Envelope
 from shared.mqtt import Messenger
 
@@ -24,12 +25,16 @@ DeadLetter = Callable[[str, Envelope[Any], str], None]
 
 RETRY_DELAYS_S = (0.1, 0.5, 2.0, 5.0)
 """Waits between attempts when the database fails transiently (about 8 s in all)."""
+CASE_WAIT_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 1.5)
+"""Waits for a case whose update or image chunk overtook its diagnosis (two
+workers may handle them concurrently; about 3 s in all)."""
 
 
 def subscribe_handlers(
     messenger: Messenger,
     cases: CaseService,
     live: LiveState,
+    images: ImageStore,
     after_change: Callable[[], None],
     dead_letter: DeadLetter,
     share_group: str | None = None,
@@ -57,6 +62,10 @@ def subscribe_handlers(
         cases.update_case(ids["case_id"], envelope.payload, envelope=envelope)
         after_change()
 
+    def image_chunk(envelope: Envelope[Any], ids: dict[str, str]) -> None:
+        if images.receive_chunk(ids["case_id"], envelope):
+            after_change()
+
     def capacity(envelope: Envelope[Any], ids: dict[str, str]) -> None:
         payload = envelope.payload
         live.set_capacity(ids["hospital_id"], er_beds_free=payload.er_beds_free,
@@ -72,12 +81,32 @@ def subscribe_handlers(
 
     shared: list[tuple[topics.TopicSpec, Handler]] = [
         (topics.CASE_DIAGNOSIS, diagnosis), (topics.ER_DECISION, er_decision),
-        (topics.CASE_UPDATE, case_update), (topics.AMBULANCE_POSITION, ambulance_position)]
+        (topics.CASE_UPDATE, case_update), (topics.CASE_IMAGE, image_chunk),
+        (topics.AMBULANCE_POSITION, ambulance_position)]
     for spec, handler in shared:
+        if spec in (topics.CASE_UPDATE, topics.CASE_IMAGE):
+            handler = _waiting_for_case(handler)
         messenger.on(spec, _guarded(spec.key, handler, dead_letter), share_group=share_group)
     for spec, handler in ((topics.AMBULANCE_STATUS, ambulance_status),
                           (topics.ER_CAPACITY, capacity)):
         messenger.on(spec, _guarded(spec.key, handler, dead_letter))
+
+
+def _waiting_for_case(handler: Handler) -> Handler:
+    """Retry briefly while the case is unknown: its diagnosis may still be in
+    another worker's hands. After that, NotFound propagates."""
+
+    def run(envelope: Envelope[Any], ids: dict[str, str]) -> None:
+        for delay in (*CASE_WAIT_DELAYS_S, None):
+            try:
+                handler(envelope, ids)
+                return
+            except NotFound:
+                if delay is None:
+                    raise
+                time.sleep(delay)
+
+    return run
 
 
 def _guarded(kind: str, handler: Handler, dead_letter: DeadLetter) -> Handler:
@@ -93,6 +122,9 @@ def _guarded(kind: str, handler: Handler, dead_letter: DeadLetter) -> Handler:
             except IntegrityError:
                 logger.info("concurrent duplicate dropped", extra={"kind": kind, **ids})
                 return
+            except NotFound as exc:
+                error = f"unknown case or offer: {exc}"
+                break
             except GoldenhourError as exc:
                 logger.warning("message not applied",
                                extra={"kind": kind, "error": str(exc), **ids})

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from hospital_hub.cases import CaseService
 from hospital_hub.db import make_engine, migrate, session_scope
 from hospital_hub.handlers import subscribe_handlers
+from hospital_hub.images import ImageStore
 from hospital_hub.live import LiveState
 from hospital_hub.models import DeadLetter
 from hospital_hub.outbox import Outbox
@@ -46,6 +47,7 @@ class HubRuntime:
         self.messenger = Messenger(self.communicator, sender=settings.hub_id)
         self.cases = CaseService(self.engine, settings)
         self.live = LiveState(self.engine)
+        self.images = ImageStore(self.engine, sender=settings.hub_id)
         self.outbox = Outbox(self.engine, self.communicator)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -59,8 +61,9 @@ class HubRuntime:
         """
         migrate(self.engine)
         import_registry(self.engine, self.settings.registry_csv)
-        subscribe_handlers(self.messenger, self.cases, self.live, self.outbox.flush,
-                           self._dead_letter, share_group=self.settings.share_group)
+        subscribe_handlers(self.messenger, self.cases, self.live, self.images,
+                           self.outbox.flush, self._dead_letter,
+                           share_group=self.settings.share_group)
         self.communicator.start(wait=wait)
         self._stop.clear()
         self._thread = threading.Thread(target=self._housekeeping, name="hub-housekeeping",

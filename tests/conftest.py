@@ -34,6 +34,15 @@ def mqtt_settings(mosquitto: MosquittoBroker) -> MqttSettings:
     return mosquitto.mqtt_settings(publish_timeout_s=5.0, connect_timeout_s=5.0)
 
 
+@pytest.fixture(autouse=True)
+def edge_state_dir(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every edge agent in a test keeps its outbox in a fresh temporary folder."""
+    folder = tmp_path_factory.mktemp("edge-state")
+    monkeypatch.setenv("GOLDENHOUR_EDGE_STATE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def uid() -> str:
     """A short unique suffix, so tests sharing a broker never share client ids."""

@@ -1,0 +1,233 @@
+"""The edge's durable outbox: store first, forward when the broker acknowledges.
+
+Every outgoing case message (diagnosis, image chunks, updates) is written to a
+SQLite database (WAL, ``synchronous=FULL``: it survives ``kill -9`` and power
+loss) before anything is sent, and deleted only after the broker's PUBACK. A
+sender thread forwards the rows oldest first, so a case's messages keep their
+order after any outage. A disk budget bounds the file; a put that would
+exceed it raises :class:`OutboxFull`, which the agent reports loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.errors import GoldenhourError, MessagingError
+from shared.mqtt import Communicator
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS message (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    case_id TEXT,
+    kind TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS edge_case (
+    case_id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    source TEXT NOT NULL,
+    triage_level INTEGER NOT NULL,
+    sent_at REAL,
+    decision TEXT,
+    decided_at REAL
+);
+"""
+
+
+class OutboxFull(GoldenhourError):
+    """The outbox reached its disk budget: nothing more can be queued."""
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One queued message."""
+
+    id: int
+    case_id: str | None
+    kind: str
+    topic: str
+    qos: int
+    retain: bool
+    data: bytes
+
+
+class Outbox:
+    """A FIFO of messages on disk, safe to use from several threads."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                                   timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        """Close the database (the messages stay on disk)."""
+        with self._lock:
+            self._db.close()
+
+    def put(self, messages: Sequence[tuple[str, str, bytes, int, bool]],
+            case_id: str | None) -> None:
+        """Queue (kind, topic, data, qos, retain) messages in one transaction.
+
+        Raises:
+            OutboxFull: they would take the outbox past its disk budget.
+        """
+        size = sum(len(data) for _, _, data, _, _ in messages)
+        with self._lock:
+            used = self._bytes()
+            if used + size > self.max_bytes:
+                logger.error("OUTBOX FULL: case not queued", extra={
+                    "case_id": case_id, "used_bytes": used, "max_bytes": self.max_bytes})
+                raise OutboxFull(f"outbox {self.path} holds {used} bytes; another {size} would "
+                                 f"pass its budget of {self.max_bytes}")
+            now = time.time()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO message (case_id, kind, topic, qos, retain, data, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(case_id, kind, topic, qos, int(retain), data, now)
+                     for kind, topic, data, qos, retain in messages])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            if used + size > 0.8 * self.max_bytes:
+                logger.warning("outbox above 80% of its budget",
+                               extra={"used_bytes": used + size, "max_bytes": self.max_bytes})
+
+    def peek(self, limit: int) -> list[Pending]:
+        """The oldest ``limit`` messages."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, case_id, kind, topic, qos, retain, data FROM message "
+                "ORDER BY id LIMIT ?", (limit,)).fetchall()
+        return [Pending(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
+
+    def remove(self, ids: Sequence[int]) -> None:
+        """Delete acknowledged messages."""
+        if not ids:
+            return
+        with self._lock:
+            self._db.executemany("DELETE FROM message WHERE id = ?", [(i,) for i in ids])
+
+    def pending(self) -> tuple[int, int]:
+        """How many messages, and how many bytes, wait to be sent."""
+        with self._lock:
+            count, size = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM message").fetchone()
+        return int(count), int(size)
+
+    def _bytes(self) -> int:
+        return int(self._db.execute(
+            "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM message").fetchone()[0])
+
+    # -- the ambulance's own record of its cases ------------------------------------
+    def record_case(self, case_id: str, source: str, triage_level: int) -> None:
+        """Remember a case made here (survives restarts; the crew page lists them)."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO edge_case (case_id, created_at, source, "
+                             "triage_level) VALUES (?, ?, ?, ?)",
+                             (case_id, time.time(), source, triage_level))
+
+    def mark_case(self, case_id: str, *, sent: bool = False, decision: str | None = None) -> None:
+        """Note that a case's diagnosis reached the broker, or that it was decided."""
+        with self._lock:
+            if sent:
+                self._db.execute("UPDATE edge_case SET sent_at = ? WHERE case_id = ? AND "
+                                 "sent_at IS NULL", (time.time(), case_id))
+            if decision is not None:
+                self._db.execute("UPDATE edge_case SET decision = ?, decided_at = ? "
+                                 "WHERE case_id = ?", (decision, time.time(), case_id))
+
+    def cases(self) -> list[dict[str, object]]:
+        """Every case made here, newest first."""
+        with self._lock:
+            cursor = self._db.execute("SELECT case_id, created_at, source, triage_level, "
+                                      "sent_at, decision, decided_at FROM edge_case "
+                                      "ORDER BY created_at DESC")
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+class OutboxSender:
+    """Forwards the outbox to the broker in the background, oldest first."""
+
+    def __init__(self, outbox: Outbox, communicator: Communicator,
+                 on_sent: Callable[[list[Pending]], None], batch: int = 32) -> None:
+        self._outbox = outbox
+        self._communicator = communicator
+        self._on_sent = on_sent
+        self._batch = batch
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start forwarding."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="edge-outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop forwarding (what is queued stays queued)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def wake(self) -> None:
+        """Forward now rather than at the next poll."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            self._wake.wait(delay)
+            self._wake.clear()
+            try:
+                sent_all = self.flush()
+            except Exception:  # the sender must outlive any single bad row or bug
+                logger.exception("outbox forwarding failed")
+                sent_all = False
+            delay = 0.5 if sent_all else min(5.0, delay * 2)
+
+    def flush(self) -> bool:
+        """Forward until the outbox is empty or the broker stops acknowledging;
+        returns whether it is empty."""
+        while not self._stop.is_set():
+            if not self._communicator.connected:
+                return False
+            rows = self._outbox.peek(self._batch)
+            if not rows:
+                return True
+            try:
+                acknowledged = self._communicator.publish_many(
+                    [(r.topic, r.data, r.qos, r.retain) for r in rows])
+            except MessagingError as exc:
+                logger.warning("outbox forwarding paused", extra={"error": str(exc)})
+                return False
+            done = rows[:acknowledged]
+            self._outbox.remove([r.id for r in done])
+            if done:
+                self._on_sent(done)
+            if acknowledged < len(rows):
+                return False
+        return False

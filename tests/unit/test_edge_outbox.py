@@ -1,0 +1,67 @@
+"""The edge's durable outbox and its sender, with an in-memory broker."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edge_agent.outbox import Outbox, OutboxFull, OutboxSender, Pending
+from shared.mqtt import InMemoryBroker, InMemoryCommunicator
+
+
+def _messages(n: int, size: int = 10, case: str = "c1") -> list[tuple[str, str, bytes, int, bool]]:
+    return [("image", f"t/{case}/{i}", bytes([i % 256]) * size, 1, False) for i in range(n)]
+
+
+def test_messages_survive_a_reopen_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    outbox = Outbox(path, max_bytes=10_000)
+    outbox.put(_messages(3, case="a"), "a")
+    outbox.put(_messages(2, case="b"), "b")
+    outbox.close()  # a kill -9 leaves the same file: every put was committed
+    again = Outbox(path, max_bytes=10_000)
+    rows = again.peek(10)
+    assert [r.topic for r in rows] == ["t/a/0", "t/a/1", "t/a/2", "t/b/0", "t/b/1"]
+    again.remove([rows[0].id, rows[1].id])
+    assert again.pending() == (3, 30)
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_disk_budget_refuses_loudly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite3", max_bytes=100)
+    outbox.put(_messages(9), "c1")
+    with pytest.raises(OutboxFull, match="budget of 100"):
+        outbox.put(_messages(2), "c2")
+    assert any(r.getMessage() == "OUTBOX FULL: case not queued" for r in caplog.records)
+    assert outbox.pending() == (9, 90)  # nothing half-written
+
+
+def test_sender_forwards_when_connected_and_keeps_the_rest(tmp_path: Path) -> None:
+    broker = InMemoryBroker()
+    received: list[str] = []
+    listener = InMemoryCommunicator(broker)
+    listener.start()
+    listener.subscribe("t/#", lambda topic, data: received.append(topic))
+    link = InMemoryCommunicator(broker)
+    outbox = Outbox(tmp_path / "o.sqlite3", max_bytes=10_000)
+    sent: list[Pending] = []
+    sender = OutboxSender(outbox, link, on_sent=sent.extend, batch=2)
+    outbox.put(_messages(5), "c1")
+    assert sender.flush() is False  # not connected: nothing leaves, nothing is lost
+    assert outbox.pending()[0] == 5 and received == []
+    link.start()
+    assert sender.flush() is True
+    assert received == [f"t/c1/{i}" for i in range(5)]
+    assert [p.topic for p in sent] == received and outbox.pending() == (0, 0)
+
+
+def test_case_records_survive_and_track_progress(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite3", max_bytes=1000)
+    outbox.record_case("c1", "x.dcm", 2)
+    outbox.mark_case("c1", sent=True)
+    outbox.mark_case("c1", decision="accepted")
+    (case,) = outbox.cases()
+    assert case["case_id"] == "c1" and case["decision"] == "accepted"
+    assert case["sent_at"] is not None
