@@ -92,7 +92,8 @@ class EdgeAgent:
         self.outbox = Outbox(
             outbox_path or settings.state_dir / f"outbox-{self.ambulance_id}.sqlite3",
             max_bytes=int(settings.outbox_max_mb * 1024 * 1024))
-        self.sender = OutboxSender(self.outbox, self.communicator, self._on_sent)
+        self.sender = OutboxSender(self.outbox, self.communicator, self._on_sent,
+                                   confirm_timeout_s=settings.confirm_timeout_s)
         self.cases: dict[str, CaseRecord] = {}
         self._seen_decisions: set[uuid.UUID] = set()
         self._lock = threading.Lock()
@@ -137,14 +138,15 @@ class EdgeAgent:
         case_id = new_case_id()
         diagnosis = self.pipeline.run(path, ambulance_id=self.ambulance_id,
                                       position=self.position, patient=patient)
-        messages = [self._message("diagnosis", topics.CASE_DIAGNOSIS, diagnosis, case_id)]
+        messages = [self._message("diagnosis", None, topics.CASE_DIAGNOSIS, diagnosis, case_id)]
         if self.settings.send_full_image:
             try:
                 data = path.read_bytes()
             except OSError as exc:
                 raise InputImageError(f"cannot read {path}: {exc}") from exc
             media = MEDIA_TYPES[diagnosis.image.format]
-            messages += [self._message("image", topics.CASE_IMAGE, chunk, case_id)
+            messages += [self._message("image", chunk.image_sha256, topics.CASE_IMAGE, chunk,
+                                       case_id)
                          for chunk in image_chunks(data, media, self.ambulance_id)]
         record = CaseRecord(case_id=case_id, source=path.name,
                             triage_level=diagnosis.triage.level)
@@ -166,15 +168,16 @@ class EdgeAgent:
             OutboxFull: the outbox is at its disk budget.
         """
         payload = CaseUpdateV1(ambulance_id=self.ambulance_id, action=action, **fields)
-        self.outbox.put([self._message("update", topics.CASE_UPDATE, payload, case_id)], case_id)
+        self.outbox.put([self._message("update", None, topics.CASE_UPDATE, payload, case_id)],
+                        case_id)
         self.sender.wake()
         logger.info("case update queued", extra={"case_id": case_id, "action": action})
 
-    def _message(self, kind: str, spec: topics.TopicSpec, payload: Payload,
-                 case_id: str) -> tuple[str, str, bytes, int, bool]:
+    def _message(self, kind: str, ref: str | None, spec: topics.TopicSpec, payload: Payload,
+                 case_id: str) -> tuple[str, str | None, str, bytes, int, bool]:
         envelope = Envelope.wrap(payload, sender=self.ambulance_id, case_id=case_id)
         topic = spec.topic(ambulance_id=self.ambulance_id, case_id=case_id)
-        return kind, topic, encode(envelope), spec.qos, spec.retain
+        return kind, ref, topic, encode(envelope), spec.qos, spec.retain
 
     def wait_for_decision(self, case_id: str, timeout: float | None = None) -> CaseRecord:
         """Block until the hub's decision for ``case_id`` arrives.
@@ -211,6 +214,7 @@ class EdgeAgent:
             self._seen_decisions.add(envelope.message_id)
             record = self.cases.get(case_id)
         self.outbox.mark_case(case_id, decision=decision.status)
+        self.outbox.confirm(case_id)
         latency = None
         if record is not None:
             latency = time.monotonic() - (record.published_at or record.queued_at)
@@ -226,6 +230,7 @@ class EdgeAgent:
 
     def _on_status(self, envelope: Envelope[Any], ids: dict[str, str]) -> None:
         status: CaseStatusV1 = envelope.payload
+        self.outbox.confirm(ids["case_id"], images=status.images_verified or ())
         with self._lock:
             record = self.cases.get(ids["case_id"])
             if record is not None:

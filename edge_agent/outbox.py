@@ -2,10 +2,17 @@
 
 Every outgoing case message (diagnosis, image chunks, updates) is written to a
 SQLite database (WAL, ``synchronous=FULL``: it survives ``kill -9`` and power
-loss) before anything is sent, and deleted only after the broker's PUBACK. A
-sender thread forwards the rows oldest first, so a case's messages keep their
-order after any outage. A disk budget bounds the file; a put that would
-exceed it raises :class:`OutboxFull`, which the agent reports loudly.
+loss) before anything is sent, and leaves the queue only after the broker's
+PUBACK. A sender thread forwards the rows oldest first, so a case's messages
+keep their order after any outage. A disk budget bounds the file; a put that
+would exceed it raises :class:`OutboxFull`, which the agent reports loudly.
+
+A broker's PUBACK is not the end of the road: a broker killed before it saved
+the message loses it. So diagnoses and image chunks move to a ``sent`` table
+on PUBACK and are dropped only when the hub confirms them (any case status
+confirms the diagnosis; ``images_verified`` confirms an image). What stays
+unconfirmed too long is queued again, with its original message ids, which
+the hub drops if it did get them.
 """
 
 from __future__ import annotations
@@ -28,11 +35,24 @@ CREATE TABLE IF NOT EXISTS message (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     case_id TEXT,
     kind TEXT NOT NULL,
+    ref TEXT,
     topic TEXT NOT NULL,
     qos INTEGER NOT NULL,
     retain INTEGER NOT NULL,
     data BLOB NOT NULL,
     created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sent (
+    id INTEGER PRIMARY KEY,
+    case_id TEXT,
+    kind TEXT NOT NULL,
+    ref TEXT,
+    topic TEXT NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    sent_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS edge_case (
     case_id TEXT PRIMARY KEY,
@@ -46,6 +66,10 @@ CREATE TABLE IF NOT EXISTS edge_case (
 """
 
 
+CONFIRMED_KINDS = frozenset({"diagnosis", "image"})
+"""Kinds kept after the broker's PUBACK until the hub confirms them."""
+
+
 class OutboxFull(GoldenhourError):
     """The outbox reached its disk budget: nothing more can be queued."""
 
@@ -57,6 +81,7 @@ class Pending:
     id: int
     case_id: str | None
     kind: str
+    ref: str | None
     topic: str
     qos: int
     retain: bool
@@ -82,14 +107,15 @@ class Outbox:
         with self._lock:
             self._db.close()
 
-    def put(self, messages: Sequence[tuple[str, str, bytes, int, bool]],
+    def put(self, messages: Sequence[tuple[str, str | None, str, bytes, int, bool]],
             case_id: str | None) -> None:
-        """Queue (kind, topic, data, qos, retain) messages in one transaction.
+        """Queue (kind, ref, topic, data, qos, retain) messages in one transaction;
+        ``ref`` names what confirms the message (an image's sha256).
 
         Raises:
             OutboxFull: they would take the outbox past its disk budget.
         """
-        size = sum(len(data) for _, _, data, _, _ in messages)
+        size = sum(len(data) for _, _, _, data, _, _ in messages)
         with self._lock:
             used = self._bytes()
             if used + size > self.max_bytes:
@@ -101,10 +127,10 @@ class Outbox:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    "INSERT INTO message (case_id, kind, topic, qos, retain, data, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(case_id, kind, topic, qos, int(retain), data, now)
-                     for kind, topic, data, qos, retain in messages])
+                    "INSERT INTO message (case_id, kind, ref, topic, qos, retain, data, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(case_id, kind, ref, topic, qos, int(retain), data, now)
+                     for kind, ref, topic, data, qos, retain in messages])
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -117,16 +143,77 @@ class Outbox:
         """The oldest ``limit`` messages."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, case_id, kind, topic, qos, retain, data FROM message "
+                "SELECT id, case_id, kind, ref, topic, qos, retain, data FROM message "
                 "ORDER BY id LIMIT ?", (limit,)).fetchall()
-        return [Pending(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
+        return [Pending(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in rows]
 
     def remove(self, ids: Sequence[int]) -> None:
-        """Delete acknowledged messages."""
+        """Delete messages outright (no confirmation awaited)."""
         if not ids:
             return
         with self._lock:
             self._db.executemany("DELETE FROM message WHERE id = ?", [(i,) for i in ids])
+
+    def settle(self, rows: Sequence[Pending]) -> None:
+        """The broker acknowledged ``rows``: keep those that await the hub's
+        confirmation in ``sent``, drop the rest."""
+        if not rows:
+            return
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    if row.kind in CONFIRMED_KINDS:
+                        self._db.execute(
+                            "INSERT OR REPLACE INTO sent (id, case_id, kind, ref, topic, qos, "
+                            "retain, data, created_at, sent_at) SELECT id, case_id, kind, ref, "
+                            "topic, qos, retain, data, created_at, ? FROM message WHERE id = ?",
+                            (now, row.id))
+                    self._db.execute("DELETE FROM message WHERE id = ?", (row.id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def confirm(self, case_id: str, images: Sequence[str] = ()) -> int:
+        """The hub has the case (and these images): forget their sent messages."""
+        with self._lock:
+            done = self._db.execute("DELETE FROM sent WHERE case_id = ? AND kind = 'diagnosis'",
+                                    (case_id,)).rowcount
+            for sha in images:
+                done += self._db.execute("DELETE FROM sent WHERE case_id = ? AND kind = 'image' "
+                                         "AND ref = ?", (case_id, sha)).rowcount
+        return int(done)
+
+    def requeue_unconfirmed(self, older_than_s: float) -> int:
+        """Queue again what the hub has not confirmed in ``older_than_s``, in its
+        original order; returns how many messages."""
+        cutoff = time.time() - older_than_s
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                stale = self._db.execute(
+                    "SELECT id, case_id, kind, ref, topic, qos, retain, data, created_at "
+                    "FROM sent WHERE sent_at < ? ORDER BY id", (cutoff,)).fetchall()
+                self._db.executemany(
+                    "INSERT INTO message (case_id, kind, ref, topic, qos, retain, data, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [r[1:] for r in stale])
+                self._db.executemany("DELETE FROM sent WHERE id = ?", [(r[0],) for r in stale])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        if stale:
+            logger.warning("hub has not confirmed; sending again",
+                           extra={"messages": len(stale),
+                                  "cases": len({r[1] for r in stale})})
+        return len(stale)
+
+    def unconfirmed(self) -> int:
+        """How many sent messages still wait for the hub's confirmation."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM sent").fetchone()[0])
 
     def pending(self) -> tuple[int, int]:
         """How many messages, and how many bytes, wait to be sent."""
@@ -137,7 +224,8 @@ class Outbox:
 
     def _bytes(self) -> int:
         return int(self._db.execute(
-            "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM message").fetchone()[0])
+            "SELECT (SELECT COALESCE(SUM(LENGTH(data)), 0) FROM message) + "
+            "(SELECT COALESCE(SUM(LENGTH(data)), 0) FROM sent)").fetchone()[0])
 
     # -- the ambulance's own record of its cases ------------------------------------
     def record_case(self, case_id: str, source: str, triage_level: int) -> None:
@@ -171,8 +259,11 @@ class OutboxSender:
     """Forwards the outbox to the broker in the background, oldest first."""
 
     def __init__(self, outbox: Outbox, communicator: Communicator,
-                 on_sent: Callable[[list[Pending]], None], batch: int = 32) -> None:
+                 on_sent: Callable[[list[Pending]], None], batch: int = 32,
+                 confirm_timeout_s: float = 60.0) -> None:
         self._outbox = outbox
+        self._confirm_timeout_s = confirm_timeout_s
+        self._last_requeue = time.monotonic()
         self._communicator = communicator
         self._on_sent = on_sent
         self._batch = batch
@@ -203,6 +294,9 @@ class OutboxSender:
             self._wake.wait(delay)
             self._wake.clear()
             try:
+                if time.monotonic() - self._last_requeue > self._confirm_timeout_s / 4:
+                    self._last_requeue = time.monotonic()
+                    self._outbox.requeue_unconfirmed(self._confirm_timeout_s)
                 sent_all = self.flush()
             except Exception:  # the sender must outlive any single bad row or bug
                 logger.exception("outbox forwarding failed")
@@ -225,7 +319,7 @@ class OutboxSender:
                 logger.warning("outbox forwarding paused", extra={"error": str(exc)})
                 return False
             done = rows[:acknowledged]
-            self._outbox.remove([r.id for r in done])
+            self._outbox.settle(done)
             if done:
                 self._on_sent(done)
             if acknowledged < len(rows):

@@ -28,6 +28,8 @@ class EdgeSettings(BaseSettings):
     """Where the durable outbox lives (one SQLite file per ambulance)."""
     outbox_max_mb: float = Field(default=512.0, gt=0)
     """Disk budget of the outbox; a case that would pass it is refused loudly."""
+    confirm_timeout_s: float = Field(default=60.0, gt=0)
+    """Send a case again if the hub has not confirmed it in this time."""
     send_full_image: bool = True
     """Send the full-resolution image in chunks after the diagnosis."""
     decision_timeout_s: float = Field(default=300.0, gt=0)

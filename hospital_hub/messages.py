@@ -5,11 +5,9 @@ Each function adds one message inside the caller's transaction.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlmodel import Session, col, select
 
-from hospital_hub.models import Case, Hospital, Offer, OfferState
+from hospital_hub.models import Case, CaseImage, Hospital, Offer, OfferState
 from hospital_hub.outbox import enqueue
 from shared import topics
 from shared.messages import (
@@ -78,9 +76,9 @@ def no_er_available(session: Session, sender: str, case: Case, asked: int) -> No
             sender=sender, case_id=case.id)
 
 
-def case_status(session: Session, sender: str, case: Case, message: str,
-                at: datetime | None = None) -> None:
-    """Tell the ambulance the case's state and every offer, after a change."""
+def case_status(session: Session, sender: str, case: Case, message: str) -> None:
+    """Tell the ambulance the case's state, every offer and the verified images,
+    after a change. Any status also tells the ambulance that the hub has the case."""
     rows = session.exec(
         select(Offer, Hospital).where(Offer.case_id == case.id, Offer.hospital_id == Hospital.id)
         .order_by(col(Offer.rank))
@@ -88,6 +86,9 @@ def case_status(session: Session, sender: str, case: Case, message: str,
     summaries = [OfferSummary(hospital_id=o.hospital_id, hospital_name=h.name,
                               state=OfferState(o.state).value, eta_min=o.eta_min)
                  for o, h in rows]
+    images = list(session.exec(select(CaseImage.image_sha256).where(
+        CaseImage.case_id == case.id, col(CaseImage.complete).is_(True))).all())
     enqueue(session, topics.CASE_STATUS,
-            CaseStatusV1(state=case.status.value, offers=summaries[-50:], message=message[:500]),
+            CaseStatusV1(state=case.status.value, offers=summaries[-50:], message=message[:500],
+                         images_verified=images[-20:] or None),
             sender=sender, case_id=case.id, ambulance_id=case.ambulance_id)

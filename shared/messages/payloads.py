@@ -253,6 +253,8 @@ class CaseStatusV1(Payload):
     state: Literal["offered", "accepted", "no_er_available", "cancelled"]
     offers: list[OfferSummary] = Field(default_factory=list, max_length=50)
     message: str = Field(max_length=500)
+    images_verified: list[str] | None = Field(default=None, max_length=20)
+    """sha256 of every full image the hub holds, complete and verified."""
 
 
 class DispatchAlertV1(Payload):

@@ -80,6 +80,8 @@ def test_cases_made_offline_arrive_in_order_with_their_full_images(
         done = edge.wait_for_decision(record.case_id, timeout=30)
         assert done.decision is not None and done.decision.status == "accepted"
     assert wait_until(lambda: edge.outbox.pending() == (0, 0), timeout=30)
+    # The hub confirmed every diagnosis and every full image end to end.
+    assert wait_until(lambda: edge.outbox.unconfirmed() == 0, timeout=30)
     with Session(hub.engine) as session:
         received = session.exec(select(Case).order_by(Case.received_at)).all()
         images = {i.case_id: i for i in session.exec(select(CaseImage)).all()}

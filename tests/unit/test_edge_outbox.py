@@ -11,8 +11,9 @@ from edge_agent.outbox import Outbox, OutboxFull, OutboxSender, Pending
 from shared.mqtt import InMemoryBroker, InMemoryCommunicator
 
 
-def _messages(n: int, size: int = 10, case: str = "c1") -> list[tuple[str, str, bytes, int, bool]]:
-    return [("image", f"t/{case}/{i}", bytes([i % 256]) * size, 1, False) for i in range(n)]
+def _messages(n: int, size: int = 10, case: str = "c1", kind: str = "update"
+              ) -> list[tuple[str, str | None, str, bytes, int, bool]]:
+    return [(kind, None, f"t/{case}/{i}", bytes([i % 256]) * size, 1, False) for i in range(n)]
 
 
 def test_messages_survive_a_reopen_in_order(tmp_path: Path) -> None:
@@ -65,3 +66,19 @@ def test_case_records_survive_and_track_progress(tmp_path: Path) -> None:
     (case,) = outbox.cases()
     assert case["case_id"] == "c1" and case["decision"] == "accepted"
     assert case["sent_at"] is not None
+
+
+def test_confirmed_kinds_wait_for_the_hub_and_are_sent_again(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite3", max_bytes=10_000)
+    outbox.put([("diagnosis", None, "t/d", b"diag", 1, False),
+                ("image", "sha-1", "t/i0", b"chunk0", 1, False),
+                ("update", None, "t/u", b"upd", 1, False)], "c1")
+    outbox.settle(outbox.peek(10))  # the broker acknowledged all three
+    assert outbox.pending() == (0, 0) and outbox.unconfirmed() == 2
+    assert outbox.requeue_unconfirmed(older_than_s=3600) == 0
+    assert outbox.requeue_unconfirmed(older_than_s=-1) == 2  # the hub never confirmed
+    assert [r.topic for r in outbox.peek(10)] == ["t/d", "t/i0"]
+    outbox.settle(outbox.peek(10))
+    assert outbox.confirm("c1") == 1  # any case status confirms the diagnosis
+    assert outbox.confirm("c1", images=["sha-1"]) == 1
+    assert outbox.unconfirmed() == 0
