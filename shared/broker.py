@@ -18,6 +18,7 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -26,6 +27,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Literal
 
+from shared.broker_security import BrokerSecurity
 from shared.errors import BrokerStartError
 from shared.settings import MqttSettings
 
@@ -59,6 +61,24 @@ def find_mosquitto() -> Path | None:
     return Path(found) if found else None
 
 
+def _reachable(path: Path, user: pwd.struct_passwd) -> bool:
+    """Whether ``user`` may traverse every folder down to ``path`` (ignoring ACLs)."""
+    for folder in [*reversed(path.resolve().parents), path.resolve()]:
+        try:
+            st = folder.stat()
+        except OSError:
+            return False
+        if st.st_uid == user.pw_uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid == user.pw_gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
 class EmbeddedBroker(ABC):
     """A broker this process started and will stop."""
 
@@ -76,7 +96,8 @@ class EmbeddedBroker(ABC):
 
     def mqtt_settings(self, **overrides: Any) -> MqttSettings:
         """Client settings that reach this broker."""
-        return MqttSettings(host=self.host, port=self.port, protocol=self.protocol, **overrides)
+        values: dict[str, Any] = {"host": self.host, "port": self.port, "protocol": self.protocol}
+        return MqttSettings(**{**values, **overrides})
 
     def __enter__(self) -> EmbeddedBroker:
         self.start()
@@ -87,7 +108,13 @@ class EmbeddedBroker(ABC):
 
 
 class MosquittoBroker(EmbeddedBroker):
-    """The ``mosquitto`` binary on a loopback port, with its state in ``workdir``."""
+    """The ``mosquitto`` binary on a loopback port, with its state in ``workdir``.
+
+    By default the listener is plain TCP and anonymous. With ``security`` it is
+    TLS only, with the password file and ACL of :class:`BrokerSecurity` (copied
+    into ``workdir`` so that the broker's user can read them), and
+    :meth:`mqtt_settings` trusts its CA.
+    """
 
     protocol: Literal["5", "3.1.1"] = "5"
 
@@ -98,8 +125,11 @@ class MosquittoBroker(EmbeddedBroker):
         *,
         max_packet_size: int | None = None,
         binary: Path | None = None,
+        security: BrokerSecurity | None = None,
     ) -> None:
         self.port = port or free_port()
+        self.security = security
+        self._security_tmp: Path | None = None
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="goldenhour-mosquitto-"))
         self.max_packet_size = max_packet_size
@@ -111,10 +141,51 @@ class MosquittoBroker(EmbeddedBroker):
         """Where mosquitto writes its log."""
         return self.workdir / "mosquitto.log"
 
+    def mqtt_settings(self, **overrides: Any) -> MqttSettings:
+        """Client settings that reach this broker (trusting its CA when secured)."""
+        if self.security:
+            overrides.setdefault("tls_ca_file", self.security.ca_file)
+        return super().mqtt_settings(**overrides)
+
+    def _security_dir(self, owner: pwd.struct_passwd | None) -> Path:
+        """A folder for the security files that the broker's user can reach."""
+        if owner is None or _reachable(self.workdir, owner):
+            folder = self.workdir / "security"
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder
+        # e.g. pytest's tmp_path, below a root-only folder: the dropped broker
+        # could not open the password file there.
+        if self._security_tmp is None:
+            self._security_tmp = Path(tempfile.mkdtemp(prefix="goldenhour-mosquitto-security-"))
+        return self._security_tmp
+
+    def _listener(self, owner: pwd.struct_passwd | None) -> list[str]:
+        if self.security is None:
+            return [f"listener {self.port} {self.host}", "allow_anonymous true"]
+        folder = self._security_dir(owner)
+        copies: dict[str, Path] = {}
+        for key, source in self.security.source_files().items():
+            if not source.is_file():
+                raise BrokerStartError(f"broker security file missing: {source}")
+            copies[key] = folder / f"{key}{source.suffix}"
+            copies[key].write_bytes(source.read_bytes())
+            copies[key].chmod(0o600)
+            if owner:
+                os.chown(copies[key], owner.pw_uid, owner.pw_gid)
+        if owner:
+            os.chown(folder, owner.pw_uid, owner.pw_gid)
+        folder.chmod(0o700)
+        return self.security.listener_lines(self.port, self.host, copies)
+
     def _config(self) -> str:
+        owner: pwd.struct_passwd | None = None
+        if os.geteuid() == 0:
+            try:
+                owner = pwd.getpwnam("mosquitto")
+            except KeyError:
+                owner = None
         lines = [
-            f"listener {self.port} {self.host}",
-            "allow_anonymous true",
+            *self._listener(owner),
             "persistence true",
             f"persistence_location {self.workdir}/",
             "autosave_interval 1",
@@ -130,12 +201,12 @@ class MosquittoBroker(EmbeddedBroker):
         if self.max_packet_size:
             lines.append(f"max_packet_size {self.max_packet_size}")
         if os.geteuid() == 0:
-            # Mosquitto drops root to the 'mosquitto' user; let that user write its state.
-            try:
-                user = pwd.getpwnam("mosquitto")
-                os.chown(self.workdir, user.pw_uid, user.pw_gid)
+            # Mosquitto drops root to the 'mosquitto' user; let that user write its
+            # state and read the security files.
+            if owner:
+                os.chown(self.workdir, owner.pw_uid, owner.pw_gid)
                 lines.append("user mosquitto")
-            except KeyError:
+            else:
                 lines.append("user root")
         return "\n".join(lines) + "\n"
 
@@ -144,6 +215,7 @@ class MosquittoBroker(EmbeddedBroker):
             raise BrokerStartError(
                 "mosquitto is not installed (Debian: apt-get install mosquitto)"
             )
+        self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "mosquitto.conf"
         config.write_text(self._config())
         self._process = subprocess.Popen(
@@ -180,6 +252,9 @@ class MosquittoBroker(EmbeddedBroker):
         self.stop()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._security_tmp:
+            shutil.rmtree(self._security_tmp, ignore_errors=True)
+            self._security_tmp = None
 
 
 class AmqttBroker(EmbeddedBroker):

@@ -51,6 +51,33 @@ class PublishTimeout(MessagingError):
     """The broker did not acknowledge a publish within the timeout."""
 
 
+class BrokerRefused(BrokerUnavailable):
+    """The broker refused the connection (CONNACK failure: bad user name or
+    password, not authorized); ``reason_code`` is the MQTT reason code."""
+
+    def __init__(self, message: str, reason_code: int | None = None) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+
+
+class PublishRefused(MessagingError):
+    """The broker acknowledged a publish with a failure reason code (MQTT 5
+    PUBACK, e.g. 0x87 Not authorized when the ACL forbids the topic)."""
+
+    def __init__(self, message: str, reason_code: int | None = None) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+
+
+class SubscribeRefused(MessagingError):
+    """The broker answered a subscription with a failure reason code (SUBACK,
+    e.g. 0x87 Not authorized, or 0x80 on MQTT 3.1.1)."""
+
+    def __init__(self, message: str, reason_code: int | None = None) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+
+
 class BrokerStartError(MessagingError):
     """An embedded broker could not be started."""
 

@@ -18,6 +18,14 @@ from tests.services import create_database, drop_database, postgres_server, requ
 CHROMIUM = Path(os.environ.get("GOLDENHOUR_CHROMIUM", "/usr/bin/chromium"))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("goldenhour")
+    group.addoption("--chaos-outage", type=float, default=15.0,
+                    help="seconds the chaos suite cuts the ambulance off (several minutes: 180)")
+    group.addoption("--chaos-report", default=None,
+                    help="write the chaos suite's table of faults and losses to this Markdown file")
+
+
 @pytest.fixture(scope="session")
 def mosquitto() -> Iterator[MosquittoBroker]:
     """One real Mosquitto for the session, on a free loopback port."""

@@ -7,7 +7,15 @@ Behaviour, after Home Assistant's MQTT client and against Frigate's pitfalls:
 - a retained online status on every connect and a retained offline last will;
 - resubscription on every connect, with the SUBACK awaited when subscribing
   from user code;
-- publish waits for the PUBACK with a timeout;
+- publish waits for the PUBACK with a timeout, and a PUBACK with a failure
+  reason code (MQTT 5, e.g. 0x87 Not authorized by the broker's ACL) raises
+  :class:`PublishRefused`. MQTT 3.1.1 has no reason codes: there Mosquitto
+  acknowledges a forbidden publish and drops it, so it cannot be detected;
+- a connection the broker refuses (bad password, not authorized) fails
+  ``start()`` at once with :class:`BrokerRefused`; a refused subscription
+  raises :class:`SubscribeRefused` (or, when resubscribing after a reconnect,
+  is logged with its topic filter);
+- TLS (``tls_ca_file``) with an optional client certificate;
 - messages are handled on a worker thread and acknowledged (manual ack) only
   after the handler returns, so a crash mid-handler means redelivery, not loss;
   an exception in a handler is logged and the next message is handled.
@@ -29,7 +37,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from shared.errors import BrokerUnavailable, MessagingError, PublishTimeout
+from shared.errors import (
+    BrokerRefused,
+    BrokerUnavailable,
+    MessagingError,
+    PublishRefused,
+    PublishTimeout,
+    SubscribeRefused,
+)
 from shared.mqtt.communicator import Communicator, LastWill, RawHandler, strip_share
 from shared.settings import MqttSettings
 
@@ -61,7 +76,12 @@ class PahoCommunicator(Communicator):
             password = settings.password.get_secret_value() if settings.password else None
             self._client.username_pw_set(settings.username, password)
         if settings.tls_ca_file:
-            self._client.tls_set(ca_certs=str(settings.tls_ca_file), cert_reqs=ssl.CERT_REQUIRED)
+            self._client.tls_set(
+                ca_certs=str(settings.tls_ca_file),
+                certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
+                keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
         if last_will:
             self._client.will_set(last_will.topic, last_will.offline, qos=1, retain=True)
         self._client.reconnect_delay_set(
@@ -73,12 +93,20 @@ class PahoCommunicator(Communicator):
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_publish = self._on_publish
         self._client.on_socket_open = self._on_socket_open
 
         self._lock = threading.Lock()
         self._subscriptions: dict[str, tuple[int, RawHandler]] = {}
         self._suback: dict[int, tuple[threading.Event, list[ReasonCode]]] = {}
+        self._resubscribing: dict[int, list[str]] = {}
+        # The PUBACK reason code of each recent mid. Written by on_publish, which
+        # paho calls before it marks the message published, so a waiter finds it.
+        self._puback: dict[int, ReasonCode] = {}
+        self._puback_lock = threading.Lock()
         self._connected = threading.Event()
+        self._connect_answered = threading.Event()
+        self._refusal: ReasonCode | None = None
         # QoS 0 telemetry (positions) has its own queue and thread, so a flood of
         # it never delays a case or a decision queued behind it.
         self._inboxes: dict[str, queue.Queue[mqtt.MQTTMessage | None]] = {
@@ -93,6 +121,8 @@ class PahoCommunicator(Communicator):
         if self._started:
             return
         self._started = True
+        self._refusal = None
+        self._connect_answered.clear()
         self._workers = [
             threading.Thread(target=self._work, args=(inbox,), daemon=True,
                              name=f"mqtt-{name}-{self._client_id}")
@@ -109,12 +139,25 @@ class PahoCommunicator(Communicator):
             self._settings.host, self._settings.port, self._settings.keepalive_s, **kwargs
         )
         self._client.loop_start()
-        if wait and not self._connected.wait(self._settings.connect_timeout_s):
-            self.stop()
-            raise BrokerUnavailable(
-                f"no connection to MQTT broker {self._settings.host}:{self._settings.port} "
-                f"within {self._settings.connect_timeout_s:g} s"
+        if not wait:
+            return
+        self._connect_answered.wait(self._settings.connect_timeout_s)
+        if self._connected.is_set():
+            return
+        refusal = self._refusal
+        self.stop()
+        broker = f"{self._settings.host}:{self._settings.port}"
+        if refusal is not None:
+            raise BrokerRefused(
+                f"MQTT broker {broker} refused the connection of {self._client_id!r} "
+                f"(user {self._settings.username!r}): {refusal} (0x{refusal.value:02x})",
+                refusal.value,
             )
+        tls = " over TLS (check the CA, host name and certificates)" if self._settings.tls_ca_file else ""
+        raise BrokerUnavailable(
+            f"no connection to MQTT broker {broker}{tls} "
+            f"within {self._settings.connect_timeout_s:g} s"
+        )
 
     def stop(self) -> None:
         """Say offline (retained), disconnect and stop the loop and worker."""
@@ -165,7 +208,9 @@ class PahoCommunicator(Communicator):
             raise PublishTimeout(f"no SUBACK for {topic_filter}")
         failures = [code for code in codes if code.is_failure]
         if failures:
-            raise MessagingError(f"broker refused subscription {topic_filter}: {failures}")
+            raise SubscribeRefused(
+                f"broker refused subscription {topic_filter}: {failures[0]} "
+                f"(0x{failures[0].value:02x})", failures[0].value)
         logger.debug("subscribed", extra={"topic_filter": topic_filter, "qos": qos})
 
     # -- publish ------------------------------------------------------------
@@ -188,6 +233,17 @@ class PahoCommunicator(Communicator):
             raise BrokerUnavailable(f"publish to {topic} failed: {exc}") from exc
         if not info.is_published():
             raise PublishTimeout(f"broker did not acknowledge {topic} within {timeout:g} s")
+        refusal = self._refused(info.mid)
+        if refusal is not None:
+            raise PublishRefused(
+                f"broker refused publish to {topic}: {refusal} (0x{refusal.value:02x})",
+                refusal.value)
+
+    def _refused(self, mid: int) -> ReasonCode | None:
+        """The failure reason code of the PUBACK for ``mid``, if it was one."""
+        with self._puback_lock:
+            code = self._puback.pop(mid, None)
+        return code if code is not None and code.is_failure else None
 
     def publish_many(
         self, messages: list[tuple[str, bytes, int, bool]], timeout: float | None = None
@@ -195,7 +251,8 @@ class PahoCommunicator(Communicator):
         """Send every message, then wait for the acks: one round trip for the
         batch instead of one per message. Returns the acknowledged prefix; a
         message after a gap may still arrive, and is then a duplicate that
-        receivers drop by message id."""
+        receivers drop by message id. A message the broker refuses (MQTT 5
+        PUBACK failure code) ends the prefix too, and is logged as an error."""
         if not self._connected.is_set():
             raise BrokerUnavailable("not connected to the broker")
         timeout = self._settings.publish_timeout_s if timeout is None else timeout
@@ -210,6 +267,12 @@ class PahoCommunicator(Communicator):
                 break
             if not info.is_published():
                 break
+            refusal = self._refused(info.mid)
+            if refusal is not None:
+                logger.error("broker refused publish", extra={
+                    "topic": messages[acknowledged][0], "reason": str(refusal),
+                    "reason_code": refusal.value})
+                break
             acknowledged += 1
         return acknowledged
 
@@ -223,13 +286,21 @@ class PahoCommunicator(Communicator):
         properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            logger.error("broker refused connection", extra={"reason": str(reason_code)})
+            logger.error("broker refused connection", extra={
+                "client_id": self._client_id, "username": self._settings.username,
+                "reason": str(reason_code), "reason_code": reason_code.value})
+            self._refusal = reason_code
+            self._connect_answered.set()
             return
         with self._lock:
             filters = [(topic, qos) for topic, (qos, _) in self._subscriptions.items()]
             if filters:
-                client.subscribe(filters)
+                result, mid = client.subscribe(filters)
+                if result == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+                    self._resubscribing[mid] = [topic for topic, _ in filters]
+            self._refusal = None
             self._connected.set()
+            self._connect_answered.set()
         if self._last_will:
             client.publish(self._last_will.topic, self._last_will.online, qos=1, retain=True)
         logger.info(
@@ -276,11 +347,33 @@ class PahoCommunicator(Communicator):
     ) -> None:
         with self._lock:
             waiter = self._suback.pop(mid, None)
+            filters = self._resubscribing.pop(mid, [])
         if waiter:
             waiter[1].extend(reason_codes)
             waiter[0].set()
-        elif any(code.is_failure for code in reason_codes):
-            logger.error("broker refused a subscription", extra={"codes": str(reason_codes)})
+            return
+        for index, code in enumerate(reason_codes):
+            if code.is_failure:
+                logger.error("broker refused a subscription", extra={
+                    "client_id": self._client_id,
+                    "topic_filter": filters[index] if index < len(filters) else None,
+                    "reason": str(code), "reason_code": code.value})
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        # Every code is stored (a success overwrites a stale refusal of a reused
+        # mid); paho reuses mids, so this holds at most 65535 entries.
+        with self._puback_lock:
+            self._puback[mid] = reason_code
+        if reason_code.is_failure:
+            logger.warning("broker refused a publish", extra={
+                "client_id": self._client_id, "mid": mid, "reason": str(reason_code)})
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._inboxes["events" if message.qos else "telemetry"].put(message)
