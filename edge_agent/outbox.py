@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.errors import GoldenhourError, MessagingError
+from shared.errors import GoldenhourError, MessagingError, PublishRefused
 from shared.mqtt import Communicator
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,15 @@ CREATE TABLE IF NOT EXISTS sent (
     data BLOB NOT NULL,
     created_at REAL NOT NULL,
     sent_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead (
+    id INTEGER PRIMARY KEY,
+    case_id TEXT,
+    kind TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    data BLOB NOT NULL,
+    error TEXT NOT NULL,
+    at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS edge_case (
     case_id TEXT PRIMARY KEY,
@@ -175,6 +184,24 @@ class Outbox:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def bury(self, row: Pending, error: str) -> None:
+        """Take a message the broker refuses for good out of the queue, keeping
+        it in ``dead`` for a person: one refused message must not block the rest."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT OR REPLACE INTO dead (id, case_id, kind, topic, data, "
+                                 "error, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                 (row.id, row.case_id, row.kind, row.topic, row.data, error,
+                                  time.time()))
+                self._db.execute("DELETE FROM message WHERE id = ?", (row.id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        logger.error("message refused by the broker; kept aside",
+                     extra={"case_id": row.case_id, "topic": row.topic, "error": error})
 
     def confirm(self, case_id: str, images: Sequence[str] = ()) -> int:
         """The hub has the case (and these images): forget their sent messages."""
@@ -322,6 +349,20 @@ class OutboxSender:
             self._outbox.settle(done)
             if done:
                 self._on_sent(done)
-            if acknowledged < len(rows):
+            if acknowledged < len(rows) and not self._probe(rows[acknowledged]):
                 return False
         return False
+
+    def _probe(self, row: Pending) -> bool:
+        """Send the first unacknowledged message alone: a refusal is permanent
+        (the row is buried and forwarding goes on); anything else is an outage."""
+        try:
+            self._communicator.publish(row.topic, row.data, qos=row.qos, retain=row.retain)
+        except PublishRefused as exc:
+            self._outbox.bury(row, str(exc))
+            return True
+        except MessagingError:
+            return False
+        self._outbox.settle([row])
+        self._on_sent([row])
+        return True

@@ -17,11 +17,12 @@ from typing import Any
 
 from sqlalchemy import delete, func, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 
 from hospital_hub.db import session_scope
-from hospital_hub.models import OutboxMessage, ProcessedMessage, utcnow
-from shared.errors import MessagingError
+from hospital_hub.models import DeadLetter, OutboxMessage, ProcessedMessage, utcnow
+from shared.errors import MessagingError, PublishRefused
 from shared.messages import Envelope, Payload, encode
 from shared.mqtt import Communicator
 from shared.topics import TopicSpec
@@ -104,11 +105,32 @@ class Outbox:
             row.attempts += 1
         for row in rows[:acknowledged]:
             row.sent_at = now
-        if acknowledged < len(rows):
+        if acknowledged == len(rows):
+            return acknowledged, False
+        # Send the first unacknowledged message alone: a refusal is permanent and
+        # must not block the queue; anything else is an outage, retried later.
+        row = rows[acknowledged]
+        try:
+            self._communicator.publish(row.topic, row.data, qos=row.qos, retain=row.retain)
+        except PublishRefused as exc:
+            logger.error("broker refused a hub message; kept as a dead letter",
+                         extra={"topic": row.topic, "error": str(exc)})
+            self._bury(row, str(exc))
+            row.sent_at = now
+            return acknowledged + 1, True
+        except MessagingError as exc:
             logger.warning("outbox publish incomplete; will retry",
-                           extra={"published": acknowledged, "pending": len(rows) - acknowledged})
+                           extra={"published": acknowledged, "error": str(exc)})
             return acknowledged, True
-        return acknowledged, False
+        row.sent_at = now
+        return acknowledged + 1, True
+
+    @staticmethod
+    def _bury(row: OutboxMessage, error: str) -> None:
+        session = object_session(row)
+        if session is not None:
+            session.add(DeadLetter(topic=row.topic, message_id=row.message_id,
+                                   case_id=row.case_id, error=error[:2000], data=row.data))
 
     def pending(self) -> int:
         """How many messages wait to be published."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.outbox import Outbox, OutboxFull, OutboxSender, Pending
+from shared.errors import PublishRefused
 from shared.mqtt import InMemoryBroker, InMemoryCommunicator
 
 
@@ -82,3 +83,35 @@ def test_confirmed_kinds_wait_for_the_hub_and_are_sent_again(tmp_path: Path) -> 
     assert outbox.confirm("c1") == 1  # any case status confirms the diagnosis
     assert outbox.confirm("c1", images=["sha-1"]) == 1
     assert outbox.unconfirmed() == 0
+
+
+class _Refusing(InMemoryCommunicator):
+    """A broker whose ACL forbids topics containing 'forbidden' (MQTT 5 PUBACK 0x87)."""
+
+    def publish(self, topic, payload, *, qos=1, retain=False, timeout=None):  # type: ignore[no-untyped-def]
+        if "forbidden" in topic:
+            raise PublishRefused(f"not authorized: {topic}", reason_code=0x87)
+        super().publish(topic, payload, qos=qos, retain=retain, timeout=timeout)
+
+    def publish_many(self, messages, timeout=None):  # type: ignore[no-untyped-def]
+        done = 0
+        for topic, payload, qos, retain in messages:
+            if "forbidden" in topic:
+                break
+            super().publish(topic, payload, qos=qos, retain=retain)
+            done += 1
+        return done
+
+
+def test_a_refused_message_is_kept_aside_and_does_not_block_the_rest(tmp_path: Path) -> None:
+    broker = InMemoryBroker()
+    link = _Refusing(broker)
+    link.start()
+    outbox = Outbox(tmp_path / "o.sqlite3", max_bytes=10_000)
+    outbox.put([("update", None, "t/a", b"1", 1, False),
+                ("update", None, "t/forbidden", b"2", 1, False),
+                ("update", None, "t/b", b"3", 1, False)], "c1")
+    assert OutboxSender(outbox, link, on_sent=lambda rows: None).flush() is True
+    assert [t for t, _, _ in broker.published] == ["t/a", "t/b"]
+    dead = sqlite3.connect(outbox.path).execute("SELECT topic, error FROM dead").fetchall()
+    assert dead == [("t/forbidden", "not authorized: t/forbidden")]
