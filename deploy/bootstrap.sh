@@ -15,6 +15,7 @@ PY="${PYTHON:-python3}"
 if [ "$profile" = test ]; then
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || have initdb || need+=(postgresql)
   [ -x /usr/bin/chromium ] || need+=(chromium)
+  have openssl || need+=(openssl)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
