@@ -192,3 +192,22 @@ def test_the_audit_trail_tells_the_story(world: World) -> None:
     assert kinds.count("offered") == 4
     assert kinds[-2:] == ["declined", "offered"] or kinds[-1] == "accepted"
     assert kinds[-1] == "accepted"
+
+
+def test_an_update_that_overtakes_its_diagnosis_waits_for_it(world: World) -> None:
+    """Two hub workers may take a case's diagnosis and its update at once; the
+    update waits briefly for the case instead of being lost."""
+    import threading
+    import time
+
+    update = Envelope.wrap(CaseUpdateV1(ambulance_id="amb-1", action="handover",
+                                        handover={"M": "fall from a ladder"}),
+                           sender="amb-1", case_id=CASE)
+    early = threading.Thread(target=world.edge.communicator.publish, args=(
+        topics.CASE_UPDATE.topic(ambulance_id="amb-1", case_id=CASE), encode(update)))
+    early.start()
+    time.sleep(0.2)  # the update is already being handled, and waiting
+    world.send_case()
+    early.join(timeout=10)
+    record = case_record(Session(world.hub.engine), CASE)
+    assert record["handover"] == {"M": "fall from a ladder"}
