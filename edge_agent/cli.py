@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -57,17 +58,23 @@ def run(
             try:
                 agent.submit(path)
             except InputImageError as exc:
-                logger.error("image not usable", extra={"source": path.name, "detail": str(exc)})
+                logger.error("image not usable", extra={
+                    "image": _digest(path), "detail": str(exc).replace(path.name, "<image>")})
             except GoldenhourError as exc:
-                logger.error("case not queued", extra={"source": path.name,
-                                                       "error": type(exc).__name__,
-                                                       "detail": str(exc)})
+                logger.error("case not queued", extra={
+                    "image": _digest(path), "error": type(exc).__name__,
+                    "detail": str(exc).replace(path.name, "<image>")})
             except Exception:  # one bad image must not stop the ambulance's agent
-                logger.exception("case failed", extra={"source": path.name})
+                logger.exception("case failed", extra={"image": _digest(path)})
     except KeyboardInterrupt:
         pass
     finally:
         agent.stop()
+
+
+def _digest(path: Path) -> str:
+    """A short, stable name for a file that does not repeat its (maybe personal) name."""
+    return hashlib.sha256(str(path).encode()).hexdigest()[:12]
 
 
 def _images(folder: Path) -> list[Path]:

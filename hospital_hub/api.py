@@ -1,27 +1,42 @@
 """HTTP API and web pages of the hub (FastAPI). Every state change goes
-through the same service layer as the MQTT handlers."""
+through the same service layer as the MQTT handlers.
+
+Every route but ``/health`` and the login page needs a signed-in user (a
+session cookie from ``/login``) or a service client's bearer token; who may do
+what is decided by the dependencies below and listed in
+``docs/app-security.md`` (and checked, route by route, by
+``tests/integration/test_auth.py``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
 from sqlmodel import Session, col, select
 
+from hospital_hub.auth import SESSION_COOKIE, HubSecurity, Principal, verify_password
 from hospital_hub.cases import AI_NOTICE, DecisionResult
 from hospital_hub.models import (
+    AccessLog,
+    AccessLogPublic,
     Ambulance,
     AmbulancePublic,
     CapacityUpdate,
     Case,
     CaseDiagnosis,
+    CaseEvent,
+    CaseImage,
     CasePublic,
     CaseStatus,
     Hospital,
@@ -38,7 +53,19 @@ from shared.errors import CaseError, NotFound
 from shared.findings import Finding
 from shared.messages import CaseUpdateV1
 
+logger = logging.getLogger(__name__)
+
+def _plausible(value: datetime) -> datetime:
+    if not 1970 <= value.year <= 2200:
+        raise ValueError("date must be between 1970 and 2200")
+    return value
+
+
+QueryTime = Annotated[AwareDatetime, AfterValidator(_plausible)]
+"""A timezone-aware time in a plausible range (anything else is a 422, not a 500)."""
+
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_runtime(request: Request) -> HubRuntime:
@@ -50,6 +77,15 @@ def get_runtime(request: Request) -> HubRuntime:
 RuntimeDep = Annotated[HubRuntime, Depends(get_runtime)]
 
 
+def get_security(request: Request) -> HubSecurity:
+    """Session signing, the login limiter and the access log of this app."""
+    security: HubSecurity = request.app.state.security
+    return security
+
+
+SecurityDep = Annotated[HubSecurity, Depends(get_security)]
+
+
 def get_session(runtime: RuntimeDep) -> Iterator[Session]:
     """A read session per request."""
     with Session(runtime.engine) as session:
@@ -59,11 +95,152 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+def _client(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _same_origin(request: Request) -> bool:
+    """A browser's cross-site form post carries a foreign ``Origin``; refuse it
+    (on top of the SameSite=Lax cookie)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc == request.headers.get("host")
+
+
+def current_user(request: Request, session: SessionDep, security: SecurityDep) -> Principal | None:
+    """The signed-in user (bearer token first, else session cookie), or None."""
+    user = security.principal(session, request.headers.get("authorization"),
+                              request.cookies.get(SESSION_COOKIE))
+    session.rollback()  # end the read, so that the route sees the latest data (SQLite snapshots)
+    if (user is not None and user.via == "session" and request.method not in SAFE_METHODS
+            and not _same_origin(request)):
+        raise HTTPException(403, "cross-site request refused")
+    return user
+
+
+MaybeUserDep = Annotated[Principal | None, Depends(current_user)]
+
+# -- who may do what ---------------------------------------------------------------------------
+# A user's "kind" is its role, with service clients split into "er_service"
+# (bound to a hospital) and "ambulance" (bound to an ambulance).
+EVERYONE = ("admin", "dispatcher", "er_doctor", "er_service", "ambulance")
+CASE_READERS = ("admin", "dispatcher", "er_doctor", "er_service")
+OVERSEERS = ("admin", "dispatcher")
+ER_ACTORS = ("admin", "er_doctor", "er_service")
+UPDATERS = ("admin", "ambulance")
+PAGE_VIEWERS = ("admin", "dispatcher", "er_doctor")
+PAGE_DECIDERS = ("admin", "er_doctor")
+
+
+def _api_user(*kinds: str) -> Callable[[Principal | None], Principal]:
+    """A dependency: 401 without a user, 403 for a user of another kind."""
+
+    def dependency(user: MaybeUserDep) -> Principal:
+        if user is None:
+            raise HTTPException(401, "sign in, or send a service token as 'Authorization: Bearer'",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if user.kind not in kinds:
+            raise HTTPException(403, f"not allowed for a {user.kind}")
+        return user
+
+    return dependency
+
+
+def _page_user(*kinds: str) -> Callable[[Request, Principal | None], Principal]:
+    """Like :func:`_api_user`, but an anonymous visitor is sent to the login page."""
+
+    def dependency(request: Request, user: MaybeUserDep) -> Principal:
+        if user is None:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise HTTPException(303, "sign in first",
+                                headers={"Location": f"/login?next={quote(target, safe='')}"})
+        if user.kind not in kinds:
+            raise HTTPException(403, f"not allowed for a {user.kind}")
+        return user
+
+    return dependency
+
+
+AnyUser = Annotated[Principal, Depends(_api_user(*EVERYONE))]
+CaseReader = Annotated[Principal, Depends(_api_user(*CASE_READERS))]
+Overseer = Annotated[Principal, Depends(_api_user(*OVERSEERS))]
+ErActor = Annotated[Principal, Depends(_api_user(*ER_ACTORS))]
+Updater = Annotated[Principal, Depends(_api_user(*UPDATERS))]
+PageAnyUser = Annotated[Principal, Depends(_page_user(*EVERYONE))]
+PageViewer = Annotated[Principal, Depends(_page_user(*PAGE_VIEWERS))]
+PageDecider = Annotated[Principal, Depends(_page_user(*PAGE_DECIDERS))]
+
+
+def _own_hospital(user: Principal, hospital_id: str) -> None:
+    """A user bound to a hospital sees no other: 404, as if it did not exist."""
+    if user.hospital_id is not None and user.hospital_id != hospital_id:
+        raise HTTPException(404, f"no hospital {hospital_id}")
+
+
+def _scoped(kinds: Callable[..., Principal]) -> Callable[..., Principal]:
+    """A dependency: the user of ``kinds``, and 404 for another ER's hospital."""
+
+    def dependency(hospital_id: str, user: Principal) -> Principal:
+        _own_hospital(user, hospital_id)
+        return user
+
+    # Set as an object: a string annotation could not see ``kinds`` (postponed evaluation).
+    dependency.__annotations__["user"] = Annotated[Principal, Depends(kinds)]
+    return dependency
+
+
+HospitalReader = Annotated[Principal, Depends(_scoped(_api_user(*CASE_READERS)))]
+HospitalActor = Annotated[Principal, Depends(_scoped(_api_user(*ER_ACTORS)))]
+PageHospitalViewer = Annotated[Principal, Depends(_scoped(_page_user(*PAGE_VIEWERS)))]
+PageHospitalDecider = Annotated[Principal, Depends(_scoped(_page_user(*PAGE_DECIDERS)))]
+
+
+def can_see_case(session: Session, user: Principal, case: Case) -> bool:
+    """Admins and dispatchers see every case; an ER's users only the cases
+    offered to their ER; an ambulance only its own."""
+    if user.sees_all:
+        return True
+    if user.ambulance_id is not None:
+        return case.ambulance_id == user.ambulance_id
+    if user.hospital_id is not None:
+        return session.exec(select(Offer.id).where(
+            Offer.case_id == case.id, Offer.hospital_id == user.hospital_id)).first() is not None
+    return False
+
+
+def readable_case(case_id: str, user: CaseReader, session: SessionDep) -> Case:
+    """The case, if the user may see it; 404 otherwise (existence does not leak)."""
+    case = session.get(Case, case_id)
+    if case is None or not can_see_case(session, user, case):
+        raise HTTPException(404, f"no case {case_id}")
+    return case
+
+
+ReadableCase = Annotated[Case, Depends(readable_case)]
+
+
+def updatable_case(case_id: str, user: Updater, session: SessionDep) -> Principal:
+    """An ambulance updates only its own cases (404 for others); admins any."""
+    if user.ambulance_id is not None:
+        case = session.get(Case, case_id)
+        if case is None or case.ambulance_id != user.ambulance_id:
+            raise HTTPException(404, f"no case {case_id}")
+    return user
+
+
+CaseUpdater = Annotated[Principal, Depends(updatable_case)]
+
+
+# -- API shapes ---------------------------------------------------------------------------------
 class DecisionRequest(BaseModel):
-    """An ER's decision on an offer, from the console or an integration."""
+    """An ER's decision on an offer, from the console or an integration.
+
+    ``decided_by`` is the signed-in user; an ER integration (service token)
+    may name the clinician, recorded as ``<name> via <client>``."""
 
     decision: Literal["accept", "decline"]
-    decided_by: str = Field(min_length=1, max_length=128)
+    decided_by: str | None = Field(default=None, min_length=1, max_length=100)
     reason: str | None = Field(default=None, max_length=500)
 
     @model_validator(mode="after")
@@ -90,6 +267,16 @@ class CasePage(BaseModel):
     offset: int
 
 
+class CaseAudit(BaseModel):
+    """Who saw or changed a case: the access log and the case's own trail."""
+
+    case_id: str
+    access: list[AccessLogPublic]
+    """Views and changes through the web pages and the API, oldest first."""
+    events: list[dict[str, Any]]
+    """The case's state changes (from any source: MQTT, API, housekeeping)."""
+
+
 def _case_public(session: Session, case: Case) -> CasePublic:
     offers = session.exec(select(Offer).where(Offer.case_id == case.id).order_by(col(Offer.rank)))
     return CasePublic.model_validate(
@@ -109,19 +296,28 @@ def _active_first(session: Session, limit: int = 200) -> list[Case]:
     return sorted(cases, key=lambda c: (c.status not in waiting, c.triage_level))
 
 
+def _decided_by(user: Principal, named: str | None) -> str:
+    if user.via == "token" and named:
+        return f"{named} via {user.username}"[:128]
+    return user.username
+
+
 api = APIRouter(prefix="/api", tags=["api"])
 
 
 @api.get("/hospitals", response_model=list[HospitalPublic])
-def list_hospitals(session: SessionDep, runtime: RuntimeDep) -> list[HospitalPublic]:
-    """Every hospital in the registry with its live capacity."""
+def list_hospitals(user: CaseReader, session: SessionDep, runtime: RuntimeDep) -> list[HospitalPublic]:
+    """Every hospital in the registry with its live capacity (an ER's users: their own)."""
     stale = runtime.settings.capacity_stale_s
-    return [_hospital_public(h, stale)
-            for h in session.exec(select(Hospital).order_by(col(Hospital.id))).all()]
+    query = select(Hospital).order_by(col(Hospital.id))
+    if user.hospital_id is not None:
+        query = query.where(Hospital.id == user.hospital_id)
+    return [_hospital_public(h, stale) for h in session.exec(query).all()]
 
 
 @api.get("/hospitals/{hospital_id}", response_model=HospitalPublic)
-def get_hospital(hospital_id: str, session: SessionDep, runtime: RuntimeDep) -> HospitalPublic:
+def get_hospital(hospital_id: str, user: HospitalReader, session: SessionDep,
+                 runtime: RuntimeDep) -> HospitalPublic:
     """One hospital with its live capacity."""
     hospital = session.get(Hospital, hospital_id)
     if hospital is None:
@@ -130,39 +326,40 @@ def get_hospital(hospital_id: str, session: SessionDep, runtime: RuntimeDep) -> 
 
 
 @api.put("/hospitals/{hospital_id}/capacity", response_model=HospitalPublic)
-def put_capacity(hospital_id: str, body: CapacityUpdate, runtime: RuntimeDep,
-                 session: SessionDep) -> HospitalPublic:
-    """Set an ER's free beds from its console."""
-    try:
-        runtime.live.set_capacity(hospital_id, er_beds_free=body.er_beds_free,
-                                  icu_beds_free=body.icu_beds_free, accepting=body.accepting,
-                                  source="console")
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
-    return get_hospital(hospital_id, session, runtime)
+def put_capacity(hospital_id: str, user: HospitalActor, body: CapacityUpdate, request: Request,
+                 runtime: RuntimeDep, session: SessionDep, security: SecurityDep) -> HospitalPublic:
+    """Set an ER's free beds (the ER's own users, or an admin)."""
+    _set_capacity(runtime, security, user, hospital_id, body, _client(request))
+    return get_hospital(hospital_id, user, session, runtime)
 
 
 @api.get("/hospitals/{hospital_id}/offers", response_model=list[OfferPublic])
-def hospital_offers(hospital_id: str, session: SessionDep,
-                    state: OfferState | None = None) -> list[Offer]:
+def hospital_offers(hospital_id: str, user: HospitalReader, request: Request, session: SessionDep,
+                    security: SecurityDep, state: OfferState | None = None) -> list[Offer]:
     """This hospital's offers, newest first."""
     query = select(Offer).where(Offer.hospital_id == hospital_id)
     if state:
         query = query.where(Offer.state == state)
-    return list(session.exec(query.order_by(col(Offer.created_at).desc()).limit(200)).all())
+    offers = list(session.exec(query.order_by(col(Offer.created_at).desc()).limit(200)).all())
+    security.access.viewed(user, "hospital_offers", [o.case_id for o in offers], _client(request),
+                           hospital_id=hospital_id)
+    return offers
 
 
 @api.get("/ambulances", response_model=list[AmbulancePublic])
-def list_ambulances(session: SessionDep) -> list[Ambulance]:
+def list_ambulances(user: Overseer, session: SessionDep) -> list[Ambulance]:
     """Every ambulance the hub has heard from, with its last position."""
     return list(session.exec(select(Ambulance).order_by(col(Ambulance.id))).all())
 
 
 @api.get("/cases", response_model=CasePage)
 def list_cases(
+    user: CaseReader,
+    request: Request,
     session: SessionDep,
-    date_from: datetime | None = None,
-    date_to: datetime | None = None,
+    security: SecurityDep,
+    date_from: QueryTime | None = None,
+    date_to: QueryTime | None = None,
     hospital_id: str | None = None,
     ambulance_id: str | None = None,
     severity: Annotated[int | None, Query(ge=1, le=5, description="triage level this severe "
@@ -170,64 +367,101 @@ def list_cases(
     finding: Finding | None = None,
     status: CaseStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> CasePage:
-    """The case history, newest first, with filters and pagination."""
+    """The case history, newest first, with filters and pagination (an ER's
+    users: only the cases offered to their ER)."""
+    if user.hospital_id is not None:
+        if hospital_id not in (None, user.hospital_id):
+            return CasePage(items=[], total=0, limit=limit, offset=offset)
+        hospital_id = user.hospital_id
     where = CaseFilter(date_from=date_from, date_to=date_to, hospital_id=hospital_id,
                        ambulance_id=ambulance_id, severity=severity, finding=finding,
                        status=status)
     cases, total = search_cases(session, where, limit=limit, offset=offset)
+    security.access.viewed(user, "cases_api", [c.id for c in cases], _client(request))
     return CasePage(items=[_case_public(session, c) for c in cases], total=total, limit=limit,
                     offset=offset)
 
 
 @api.get("/cases/{case_id}", response_model=CasePublic)
-def get_case(case_id: str, session: SessionDep) -> CasePublic:
+def get_case(user: CaseReader, case: ReadableCase, request: Request, session: SessionDep,
+             security: SecurityDep) -> CasePublic:
     """One case with its offers."""
-    case = session.get(Case, case_id)
-    if case is None:
-        raise HTTPException(404, f"no case {case_id}")
+    security.access.viewed(user, "case", [case.id], _client(request))
     return _case_public(session, case)
 
 
 @api.get("/cases/{case_id}/record.json")
-def get_record(case_id: str, session: SessionDep) -> dict[str, object]:
+def get_record(user: CaseReader, case: ReadableCase, request: Request, session: SessionDep,
+               security: SecurityDep) -> dict[str, object]:
     """The whole record: patient, vitals, diagnoses, triage history, offers,
     handover and the audit trail."""
-    try:
-        return case_record(session, case_id)
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
+    security.access.viewed(user, "record.json", [case.id], _client(request))
+    return case_record(session, case.id)
 
 
 @api.get("/cases/{case_id}/record.pdf", response_class=Response)
-def get_record_pdf(case_id: str, session: SessionDep) -> Response:
+def get_record_pdf(user: CaseReader, case: ReadableCase, request: Request, session: SessionDep,
+                   security: SecurityDep) -> Response:
     """The whole record as a printable PDF."""
-    try:
-        data = case_pdf(case_record(session, case_id))
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
+    data = case_pdf(case_record(session, case.id))
+    security.access.viewed(user, "record.pdf", [case.id], _client(request))
     return Response(data, media_type="application/pdf", headers={
-        "Content-Disposition": f'inline; filename="goldenhour-case-{case_id}.pdf"'})
+        "Content-Disposition": f'inline; filename="goldenhour-case-{case.id}.pdf"'})
 
 
 @api.get("/cases/{case_id}/thumbnail.jpg", response_class=Response)
-def get_thumbnail(case_id: str, session: SessionDep) -> Response:
+def get_thumbnail(user: CaseReader, case: ReadableCase, request: Request, session: SessionDep,
+                  security: SecurityDep) -> Response:
     """The latest X-ray thumbnail of the case."""
-    diagnosis = session.exec(select(CaseDiagnosis).where(CaseDiagnosis.case_id == case_id)
+    diagnosis = session.exec(select(CaseDiagnosis).where(CaseDiagnosis.case_id == case.id)
                              .order_by(col(CaseDiagnosis.id).desc())).first()
     if diagnosis is None or not diagnosis.thumbnail_jpeg:
-        raise HTTPException(404, f"no thumbnail for case {case_id}")
-    return Response(diagnosis.thumbnail_jpeg, media_type="image/jpeg")
+        raise HTTPException(404, f"no thumbnail for case {case.id}")
+    security.access.viewed(user, "thumbnail", [case.id], _client(request))
+    return Response(diagnosis.thumbnail_jpeg, media_type="image/jpeg",
+                    headers={"Cache-Control": "private, no-store"})
+
+
+@api.get("/cases/{case_id}/image", response_class=Response)
+def get_image(user: CaseReader, case: ReadableCase, request: Request, session: SessionDep,
+              security: SecurityDep) -> Response:
+    """The case's full-resolution image, once every chunk has arrived and been
+    verified (404 until then, and after the retention has deleted it)."""
+    image = session.exec(
+        select(CaseImage).where(CaseImage.case_id == case.id, col(CaseImage.complete))
+        .order_by(col(CaseImage.completed_at).desc(), col(CaseImage.id).desc())).first()
+    if image is None or not image.data:
+        raise HTTPException(404, f"no complete image for case {case.id}")
+    security.access.viewed(user, "image", [case.id], _client(request))
+    return Response(image.data, media_type=image.media_type, headers={
+        "Cache-Control": "private, no-store", "X-Image-SHA256": image.image_sha256})
+
+
+@api.get("/cases/{case_id}/audit", response_model=CaseAudit)
+def get_audit(user: Overseer, case: ReadableCase, request: Request, session: SessionDep,
+              security: SecurityDep) -> CaseAudit:
+    """Who saw or changed the case, and when (admins and dispatchers)."""
+    access = session.exec(select(AccessLog).where(AccessLog.case_id == case.id)
+                          .order_by(col(AccessLog.at), col(AccessLog.id))).all()
+    events = session.exec(select(CaseEvent).where(CaseEvent.case_id == case.id)
+                          .order_by(col(CaseEvent.at), col(CaseEvent.id))).all()
+    security.access.viewed(user, "audit", [case.id], _client(request))
+    return CaseAudit(case_id=case.id,
+                     access=[AccessLogPublic.model_validate(a) for a in access],
+                     events=[{"at": e.at.isoformat(), "kind": e.kind, "actor": e.actor}
+                             for e in events])
 
 
 @api.post("/cases/{case_id}/offers/{hospital_id}/decision", response_model=DecisionResponse)
 def post_decision(
-    case_id: str, hospital_id: str, body: DecisionRequest, runtime: RuntimeDep
+    case_id: str, hospital_id: str, user: HospitalActor, body: DecisionRequest, request: Request,
+    runtime: RuntimeDep, security: SecurityDep,
 ) -> DecisionResponse:
-    """Accept or decline (with a reason) an offer; the ambulance is told at once.
-    A late accept answers 409 "already placed"."""
-    result = _decide(runtime, case_id, hospital_id, body)
+    """Accept or decline (with a reason) an offer to your ER; the ambulance is
+    told at once. A late accept answers 409 "already placed"."""
+    result = _decide(runtime, security, user, case_id, hospital_id, body, _client(request))
     if result.outcome in ("already_placed", "already_decided"):
         detail = ("already placed" + (f" at {result.placed_at}" if result.placed_at else "")
                   if result.outcome == "already_placed" else "offer already decided")
@@ -237,54 +471,153 @@ def post_decision(
 
 
 @api.post("/cases/{case_id}/updates", response_model=CaseStatus)
-def post_update(case_id: str, body: CaseUpdateV1, runtime: RuntimeDep) -> CaseStatus:
+def post_update(case_id: str, user: CaseUpdater, body: CaseUpdateV1, request: Request,
+                runtime: RuntimeDep, security: SecurityDep) -> CaseStatus:
     """The ambulance's cancel, divert, patient, vitals or handover update
-    (the same as the MQTT ``update`` topic)."""
+    (the same as the MQTT ``update`` topic); an ambulance's token updates only
+    that ambulance's cases."""
+    if user.ambulance_id is not None and body.ambulance_id != user.ambulance_id:
+        raise HTTPException(403, f"this token speaks for ambulance {user.ambulance_id}")
     try:
         status = runtime.cases.update_case(case_id, body)
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from exc
     except CaseError as exc:
         raise HTTPException(409, str(exc)) from exc
+    security.access.changed(user, "update", case_id=case_id, client=_client(request),
+                            update=body.action)
     runtime.outbox.flush()
     return status
 
 
-def _decide(runtime: HubRuntime, case_id: str, hospital_id: str,
-            body: DecisionRequest) -> DecisionResult:
+def _decide(runtime: HubRuntime, security: HubSecurity, user: Principal, case_id: str,
+            hospital_id: str, body: DecisionRequest, client: str | None) -> DecisionResult:
     try:
         result = runtime.cases.decide(case_id, hospital_id, body.decision,
-                                      decided_by=body.decided_by, reason=body.reason)
+                                      decided_by=_decided_by(user, body.decided_by),
+                                      reason=body.reason)
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from exc
+    security.access.changed(user, "decision", case_id=case_id, hospital_id=hospital_id,
+                            client=client, decision=body.decision, outcome=result.outcome)
     runtime.outbox.flush()
     return result
 
 
+def _set_capacity(runtime: HubRuntime, security: HubSecurity, user: Principal, hospital_id: str,
+                  body: CapacityUpdate, client: str | None) -> None:
+    try:
+        runtime.live.set_capacity(hospital_id, er_beds_free=body.er_beds_free,
+                                  icu_beds_free=body.icu_beds_free, accepting=body.accepting,
+                                  source="console")
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    security.access.changed(user, "capacity", hospital_id=hospital_id, client=client,
+                            **body.model_dump())
+
+
+# -- web pages --------------------------------------------------------------------------------
 pages = APIRouter(include_in_schema=False)
 
 
+def _render(request: Request, template: str, user: Principal | None, status_code: int = 200,
+            headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
+    return TEMPLATES.TemplateResponse(request, template, {
+        "user": user, "notice": AI_NOTICE, "version": __version__, **context},
+        status_code=status_code, headers=headers)
+
+
+def _home(user: Principal) -> str:
+    """Where a user lands after signing in."""
+    return f"/er/{user.hospital_id}" if user.kind == "er_doctor" else "/"
+
+
+def _safe_next(target: str | None) -> str | None:
+    """Only a path on this site (no scheme, host or ``//``) may follow a sign-in."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    return target
+
+
+@pages.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, user: MaybeUserDep, next: str | None = None) -> HTMLResponse:
+    """The sign-in form."""
+    return _render(request, "login.html", user, next=_safe_next(next) or "", error=None)
+
+
+@pages.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    security: SecurityDep,
+    username: Annotated[str, Form(min_length=1, max_length=64)],
+    password: Annotated[str, Form(min_length=1, max_length=256)],
+    next: Annotated[str | None, Form(max_length=500)] = None,
+) -> Response:
+    """Check the password and set the session cookie; at most
+    ``login_max_failures`` failures per name and per address in
+    ``login_window_s``, then 429 with ``Retry-After``."""
+    client = _client(request) or "unknown"
+    wait = security.limiter.retry_after(username, client)
+    if wait is not None:
+        logger.warning("sign-in refused: too many failures", extra={"username": username,
+                                                                   "client": client})
+        security.access.event(username, "-", "login_refused", client)
+        return _render(request, "login.html", None, status_code=429,
+                       headers={"Retry-After": str(wait)}, next=_safe_next(next) or "",
+                       error=f"Too many failed sign-ins. Try again in {wait} s.")
+    stored = verify_password(security.engine, username, password)
+    if stored is None:
+        security.limiter.failed(username, client)
+        logger.info("sign-in failed", extra={"username": username, "client": client})
+        security.access.event(username, "-", "login_failed", client)
+        return _render(request, "login.html", None, status_code=401, next=_safe_next(next) or "",
+                       error="Wrong username or password.")
+    security.limiter.succeeded(username)
+    user = Principal.of(stored, "session")
+    logger.info("signed in", extra={"username": user.username, "role": user.kind, "client": client})
+    security.access.event(user.username, user.kind, "login", client)
+    response = RedirectResponse(_safe_next(next) or _home(user), status_code=303)
+    response.set_cookie(SESSION_COOKIE, security.signer.sign(stored),
+                        max_age=int(security.signer.max_age_s), httponly=True, samesite="lax",
+                        secure=security.cookie_secure, path="/")
+    return response
+
+
+@pages.post("/logout")
+def logout(request: Request, user: MaybeUserDep, security: SecurityDep) -> RedirectResponse:
+    """Sign out: the session cookie is removed."""
+    if user is not None:
+        security.access.event(user.username, user.kind, "logout", _client(request))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
 @pages.get("/", response_class=HTMLResponse)
-def dispatch_page(request: Request, session: SessionDep, runtime: RuntimeDep) -> HTMLResponse:
-    """Dispatch overview: alerts, cases, ambulances and ERs with capacity."""
+def dispatch_page(request: Request, user: PageViewer, session: SessionDep, runtime: RuntimeDep,
+                  security: SecurityDep) -> Response:
+    """Dispatch overview: alerts, cases, ambulances and ERs with capacity
+    (an ER doctor is sent to the ER's console)."""
+    if user.kind == "er_doctor":
+        return RedirectResponse(_home(user), status_code=303)
     cases = [_case_public(session, c) for c in _active_first(session, 50)]
+    security.access.viewed(user, "dispatch_page", [c.id for c in cases], _client(request))
     stale = runtime.settings.capacity_stale_s
-    return TEMPLATES.TemplateResponse(request, "dispatch.html", {
+    return _render(request, "dispatch.html", user, **{
         "cases": cases,
         "alerts": [c for c in cases if c.status == CaseStatus.NO_ER_AVAILABLE],
         "ambulances": session.exec(select(Ambulance).order_by(col(Ambulance.id))).all(),
         "hospitals": [_hospital_public(h, stale)
                       for h in session.exec(select(Hospital).order_by(col(Hospital.id))).all()],
         "connected": runtime.communicator.connected,
-        "notice": AI_NOTICE,
-        "version": __version__,
     })
 
 
 @pages.get("/er/{hospital_id}", response_class=HTMLResponse)
-def er_page(hospital_id: str, request: Request, session: SessionDep, runtime: RuntimeDep,
-            error: str | None = None) -> HTMLResponse:
-    """An ER's console: its open offers with Accept and Decline, and its capacity."""
+def er_page(hospital_id: str, user: PageHospitalViewer, request: Request, session: SessionDep,
+            runtime: RuntimeDep, security: SecurityDep, error: str | None = None) -> HTMLResponse:
+    """An ER's console: its open offers with Accept and Decline, and its capacity
+    (dispatchers see it read-only)."""
     hospital = session.get(Hospital, hospital_id)
     if hospital is None:
         raise HTTPException(404, f"no hospital {hospital_id}")
@@ -296,10 +629,12 @@ def er_page(hospital_id: str, request: Request, session: SessionDep, runtime: Ru
     open_rows = sorted([r for r in rows if r[0].state == OfferState.OPEN],
                        key=lambda r: r[1].triage_level if r[1] else 9)
     closed_rows = [r for r in rows if r[0].state != OfferState.OPEN]
-    return TEMPLATES.TemplateResponse(request, "er.html", {
+    security.access.viewed(user, "er_page", [o.case_id for o in offers], _client(request),
+                           hospital_id=hospital_id)
+    return _render(request, "er.html", user, **{
         "hospital": _hospital_public(hospital, runtime.settings.capacity_stale_s),
         "open_rows": open_rows, "closed_rows": closed_rows, "error": error,
-        "notice": AI_NOTICE, "version": __version__,
+        "can_act": user.kind in PAGE_DECIDERS,
     })
 
 
@@ -307,17 +642,19 @@ def er_page(hospital_id: str, request: Request, session: SessionDep, runtime: Ru
 def er_decision_form(
     hospital_id: str,
     case_id: str,
+    user: PageHospitalDecider,
+    request: Request,
     runtime: RuntimeDep,
+    security: SecurityDep,
     decision: Annotated[Literal["accept", "decline"], Form()],
-    decided_by: Annotated[str, Form(min_length=1, max_length=128)] = "ER doctor",
     reason: Annotated[str | None, Form(max_length=500)] = None,
 ) -> RedirectResponse:
     """The console's Accept / Decline buttons."""
     if decision == "decline" and not (reason and reason.strip()):
         return RedirectResponse(f"/er/{hospital_id}?error=Give+a+reason+to+decline",
                                 status_code=303)
-    result = _decide(runtime, case_id, hospital_id,
-                     DecisionRequest(decision=decision, decided_by=decided_by, reason=reason))
+    result = _decide(runtime, security, user, case_id, hospital_id,
+                     DecisionRequest(decision=decision, reason=reason), _client(request))
     target = f"/er/{hospital_id}"
     if result.outcome == "already_placed":
         target += "?error=Already+placed+at+another+ER"
@@ -327,19 +664,25 @@ def er_decision_form(
 @pages.post("/er/{hospital_id}/capacity")
 def er_capacity_form(
     hospital_id: str,
+    user: PageHospitalDecider,
+    request: Request,
     runtime: RuntimeDep,
+    security: SecurityDep,
     er_beds_free: Annotated[int, Form(ge=0, le=1000)],
     icu_beds_free: Annotated[int, Form(ge=0, le=1000)],
     accepting: Annotated[bool, Form()] = False,
 ) -> RedirectResponse:
     """The console's capacity form."""
-    try:
-        runtime.live.set_capacity(hospital_id, er_beds_free=er_beds_free,
-                                  icu_beds_free=icu_beds_free, accepting=accepting,
-                                  source="console")
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
+    body = CapacityUpdate(er_beds_free=er_beds_free, icu_beds_free=icu_beds_free,
+                          accepting=accepting)
+    _set_capacity(runtime, security, user, hospital_id, body, _client(request))
     return RedirectResponse(f"/er/{hospital_id}", status_code=303)
+
+
+@pages.get("/docs", response_class=HTMLResponse)
+def api_docs(user: PageAnyUser) -> HTMLResponse:
+    """The interactive API documentation (signed-in users)."""
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="goldenhour hub API")
 
 
 def create_app(
@@ -361,12 +704,16 @@ def create_app(
                 runtime.stop()
 
     app = FastAPI(title="goldenhour hub", version=__version__, lifespan=lifespan,
-                  description=f"Routes ambulance chest X-ray cases to ERs. {AI_NOTICE}.")
+                  description=f"Routes ambulance chest X-ray cases to ERs. {AI_NOTICE}. "
+                              "Sign in at /login, or send a service client's token as "
+                              "'Authorization: Bearer <token>'.",
+                  docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runtime = runtime
+    app.state.security = HubSecurity(runtime.settings, runtime.engine)
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, object]:
-        """Liveness and the figures an operator looks at first."""
+        """Liveness and the figures an operator looks at first (no sign-in needed)."""
         return {
             "status": "ok" if runtime.communicator.connected else "degraded",
             "broker_connected": runtime.communicator.connected,
@@ -374,6 +721,11 @@ def create_app(
             "rejected_messages": dict(runtime.messenger.rejected),
             "version": __version__,
         }
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(user: AnyUser) -> dict[str, Any]:
+        """The OpenAPI schema (signed-in users and service clients)."""
+        return app.openapi()
 
     app.include_router(api)
     app.include_router(pages)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -11,6 +12,9 @@ from hospital_hub.settings import load_hub_settings
 from shared.errors import GoldenhourError
 from shared.lifecycle import wait_for_stop
 from shared.logs import configure_logging
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 app = typer.Typer(help="Hospital hub: stores cases, offers them to ERs, relays decisions.",
                   no_args_is_help=True)
@@ -98,3 +102,119 @@ def check_registry(path: Path) -> None:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"{path}: {len(hospitals)} hospitals, all valid")
+
+
+# -- users and tokens -------------------------------------------------------------------------
+def _user_engine() -> Engine:
+    """The hub's database, migrated and with the registry loaded (users name hospitals)."""
+    from hospital_hub.db import make_engine, migrate
+    from hospital_hub.registry import import_registry
+
+    settings = load_hub_settings()
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    import_registry(engine, settings.registry_csv)
+    return engine
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+def _problems(exc: Exception) -> str:
+    """A validation error without the input values (which may hold a password)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(str(e["msg"]) for e in exc.errors())
+    return str(exc)
+
+
+@app.command("create-user")
+def create_user(
+    username: str,
+    role: Annotated[Literal["admin", "dispatcher", "er_doctor", "service"],
+                    typer.Option(help="admin, dispatcher, er_doctor (needs --hospital-id) or "
+                                      "service (needs --hospital-id or --ambulance-id).")],
+    hospital_id: Annotated[str | None, typer.Option(help="The ER of an er_doctor or ER client.")]
+    = None,
+    ambulance_id: Annotated[str | None, typer.Option(help="The ambulance of a service client.")]
+    = None,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from the first line of "
+                                                      "standard input instead of a prompt.")]
+    = False,
+    replace: Annotated[bool, typer.Option(help="Update the user if it exists (new password).")]
+    = False,
+) -> None:
+    """Create a user of the web pages and API (people get a password; service
+    clients get a token with create-token). Settings: GOLDENHOUR_HUB_DATABASE_URL."""
+    from pydantic import ValidationError
+
+    from hospital_hub.auth import create_user as store_user
+    from hospital_hub.models import UserCreate
+
+    password = None if role == "service" else _read_password(password_stdin)
+    try:
+        spec = UserCreate(username=username, role=role, hospital_id=hospital_id,
+                          ambulance_id=ambulance_id, password=password)
+        user = store_user(_user_engine(), spec, replace=replace)
+    except (ValidationError, GoldenhourError) as exc:
+        typer.echo(f"cannot create {username}: {_problems(exc)}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{user.username}: {user.role.value}"
+               + (f" at {user.hospital_id}" if user.hospital_id else "")
+               + (f" for ambulance {user.ambulance_id}" if user.ambulance_id else ""))
+    if role == "service":
+        typer.echo(f"now issue its token: goldenhour hub create-token {username}")
+
+
+@app.command("create-token")
+def create_token(username: str) -> None:
+    """Issue a new API token for a service client and print it once (only its
+    hash is stored; the previous token stops working)."""
+    from hospital_hub.auth import create_token as issue
+
+    try:
+        token = issue(_user_engine(), username)
+    except GoldenhourError as exc:
+        typer.echo(f"cannot issue a token: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(token)
+
+
+@app.command("list-users")
+def list_users() -> None:
+    """Every user with its role, binding and whether it has a password or token."""
+    from hospital_hub.auth import list_users as users
+
+    for user in users(_user_engine()):
+        binding = user.hospital_id or user.ambulance_id or "-"
+        secret = "password" if user.has_password else "token" if user.has_token else "no secret"
+        typer.echo(f"{user.username:<24} {user.role.value:<11} {binding:<16} {secret:<9} "
+                   f"{'active' if user.active else 'disabled'}")
+
+
+@app.command("seed-demo-users")
+def seed_demo_users(
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")]
+    = False,
+) -> None:
+    """Create (or reset) the demo's users, all with one password: admin,
+    dispatcher, and er-<hospital id> (an ER doctor) for every registry hospital."""
+    from hospital_hub.auth import create_user as store_user
+    from hospital_hub.models import UserCreate
+    from hospital_hub.registry import read_registry
+
+    password = _read_password(password_stdin)
+    engine = _user_engine()
+    specs = [UserCreate(username="admin", role="admin", password=password),
+             UserCreate(username="dispatcher", role="dispatcher", password=password)]
+    specs += [UserCreate(username=f"er-{h.id}", role="er_doctor", hospital_id=h.id,
+                         password=password)
+              for h in read_registry(load_hub_settings().registry_csv)]
+    for spec in specs:
+        store_user(engine, spec, replace=True)
+    typer.echo(" ".join(s.username for s in specs))

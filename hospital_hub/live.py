@@ -20,6 +20,13 @@ from shared.messages import Position
 logger = logging.getLogger(__name__)
 
 
+def _not_future(at: datetime | None) -> datetime:
+    """A report's time, but never later than now: one report from a device with
+    a wrong clock must not make every later report look stale."""
+    now = utcnow()
+    return now if at is None or at > now else at
+
+
 class LiveState:
     """Keeps the latest capacity per ER and the latest position per ambulance."""
 
@@ -36,7 +43,7 @@ class LiveState:
         Raises:
             NotFound: the hospital is not in the registry.
         """
-        at = at or utcnow()
+        at = _not_future(at)
         with session_scope(self._engine) as session:
             hospital = session.get(Hospital, hospital_id)
             if hospital is None:
@@ -54,6 +61,7 @@ class LiveState:
 
     def ambulance_status(self, ambulance_id: str, online: bool, at: datetime) -> None:
         """Record an ambulance's online/offline status."""
+        at = _not_future(at)
         with session_scope(self._engine) as session:
             ambulance = session.get(Ambulance, ambulance_id) or Ambulance(id=ambulance_id)
             if ambulance.status_at and ambulance.status_at > at:
@@ -70,6 +78,7 @@ class LiveState:
         report matters, so reports are coalesced in memory and written in one
         transaction per flush instead of one each.
         """
+        at = _not_future(at)
         with self._lock:
             current = self._positions.get(ambulance_id)
             if current is None or at > current[1]:

@@ -82,6 +82,9 @@ class HubRuntime:
         if now - self._last_prune > 60:
             self._last_prune = now
             self.outbox.prune(timedelta(seconds=self.settings.dedup_retention_s))
+            from hospital_hub.retention import purge_expired  # images and personal data
+
+            purge_expired(self.engine, self.settings.retention_days)
 
     def _dead_letter(self, kind: str, envelope: Envelope[Any], error: str) -> None:
         try:

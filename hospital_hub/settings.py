@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.ids import Identifier
@@ -48,6 +48,26 @@ class HubSettings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     log_level: str = "INFO"
     log_format: LogFormat = "text"
+    secret_key: SecretStr | None = None
+    """Signs the session cookies of the web pages. Unset: a random key is made
+    once and kept in ``secret_key_file``, by default beside a SQLite database
+    (``<database file>.secret-key``); with any other database it lives only as
+    long as the process, so set this (the same on every ``hub serve``) there."""
+    secret_key_file: Path | None = None
+    """Where the generated key is kept (default: beside the SQLite database)."""
+    session_max_age_s: float = Field(default=12 * 3600, gt=0)
+    """A sign-in lasts this long (one shift)."""
+    cookie_secure: bool = False
+    """Send the session cookie over HTTPS only (set behind a TLS proxy)."""
+    login_max_failures: int = Field(default=5, ge=1)
+    """Failed sign-ins allowed per username and per client address in ``login_window_s``."""
+    login_window_s: float = Field(default=300.0, gt=0)
+    audit_view_interval_s: float = Field(default=600.0, ge=0)
+    """Repeated views of a case by the same user through the same page or route
+    within this time are logged once (pages refresh every few seconds)."""
+    retention_days: float | None = Field(default=30.0, gt=0)
+    """After this many days a case's images and personal data are deleted;
+    the anonymous statistics stay. None keeps everything."""
 
 
 def load_hub_settings(**overrides: Any) -> HubSettings:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -157,10 +158,39 @@ def _start_core(processes: Processes, broker: EmbeddedBroker, database_url: str,
     return env
 
 
+DEMO_PASSWORD_FILE = "demo-password"
+"""In the state folder: the one password of every demo user (mode 0600)."""
+
+
+def demo_password(state: Path) -> str:
+    """The demo users' password: made once, then kept in ``state/demo-password``."""
+    path = state / DEMO_PASSWORD_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    password = secrets.token_urlsafe(12)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(password + "\n")
+    return password
+
+
+def _seed_demo_users(database_url: str, password: str) -> None:
+    """Create (or reset) admin, dispatcher and one ER doctor per hospital."""
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "hub", "seed-demo-users", "--password-stdin"],
+        input=password + "\n", text=True, capture_output=True, timeout=120,
+        env={**os.environ, "GOLDENHOUR_HUB_DATABASE_URL": database_url},
+    )
+    if result.returncode != 0:
+        raise GoldenhourError(f"could not create the demo users: {result.stderr.strip()[-500:]}")
+
+
 def run_demo(options: DemoOptions) -> int:
     """Run the demo until Ctrl-C (or ``duration_s``); returns an exit code."""
     options.state_dir.mkdir(parents=True, exist_ok=True)
     state = options.state_dir.resolve()
+    password = demo_password(state)
     folder = options.images
     if folder is None and (root := data_dir()) is not None:
         candidate = root / "nih-cxr14-sample" / "images"
@@ -168,6 +198,7 @@ def run_demo(options: DemoOptions) -> int:
     processes = Processes()
     broker = start_embedded_broker(options.broker, workdir=_fresh(state / "broker"))
     try:
+        _seed_demo_users(f"sqlite:///{state / 'hub.db'}", password)
         env = _start_core(
             processes, broker, f"sqlite:///{state / 'hub.db'}", options.http_port,
             ["--accept-probability", str(options.accept_probability), "--delay", "3"],
@@ -183,7 +214,7 @@ def run_demo(options: DemoOptions) -> int:
                 "GOLDENHOUR_EDGE_LAT": str(lat), "GOLDENHOUR_EDGE_LON": str(lon),
                 "GOLDENHOUR_EDGE_LOG_FORMAT": options.log_format,
             })
-        _banner(options, broker, folder)
+        _banner(options, broker, folder, password, state)
         deadline = time.monotonic() + options.duration_s if options.duration_s else None
         while deadline is None or time.monotonic() < deadline:
             if dead := processes.dead():
@@ -206,7 +237,8 @@ def _fresh(path: Path) -> Path:
     return path
 
 
-def _banner(options: DemoOptions, broker: EmbeddedBroker, folder: Path | None) -> None:
+def _banner(options: DemoOptions, broker: EmbeddedBroker, folder: Path | None, password: str,
+            state: Path) -> None:
     base = f"http://127.0.0.1:{options.http_port}"
     script = Path(sys.executable).parent / "goldenhour"
     program = str(script) if script.exists() else "goldenhour"
@@ -219,6 +251,9 @@ def _banner(options: DemoOptions, broker: EmbeddedBroker, folder: Path | None) -
         f"\n[bold]goldenhour is running[/] (AI results are NOT for clinical use)\n"
         f"  dispatch board : {base}/\n"
         f"  an ER console  : {base}/er/bos-mgh\n"
+        f"  sign in as     : dispatcher, er-bos-mgh (an ER doctor; one per hospital: "
+        f"er-<hospital id>) or admin\n"
+        f"  password       : {password}  (all demo users; kept in {state / DEMO_PASSWORD_FILE})\n"
         f"  API docs       : {base}/docs\n"
         f"  broker         : 127.0.0.1:{broker.port} (MQTT {broker.protocol})\n"
         f"  {images}\n"

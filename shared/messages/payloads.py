@@ -162,7 +162,7 @@ class OfferV1(Payload):
     hospital_id: Identifier
     ambulance_id: Identifier
     state: Literal["open", "withdrawn"]
-    rank: int = Field(ge=1)
+    rank: int = Field(ge=1, le=10_000)
     distance_km: float = Field(ge=0)
     eta_min: float = Field(ge=0)
     expires_at: AwareDatetime
@@ -328,8 +328,8 @@ class CapacityV1(Payload):
     SCHEMA: ClassVar[str] = "capacity"
     VERSION: ClassVar[int] = 1
 
-    er_beds_free: int = Field(ge=0)
-    icu_beds_free: int = Field(ge=0)
+    er_beds_free: int = Field(ge=0, le=10_000)
+    icu_beds_free: int = Field(ge=0, le=10_000)
     accepting: bool = True
 
 

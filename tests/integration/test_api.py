@@ -8,6 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hospital_hub.api import create_app
+from hospital_hub.auth import create_user
+from hospital_hub.models import UserCreate
 from hospital_hub.runtime import HubRuntime
 from hospital_hub.settings import load_hub_settings
 from shared import topics
@@ -23,6 +25,12 @@ def client(database_url: str, mqtt_settings: MqttSettings, uid: str) -> Iterator
     runtime = HubRuntime(load_hub_settings(hub_id=f"api-{uid}", database_url=database_url,
                                            mqtt=mqtt_settings))
     with TestClient(create_app(runtime)) as test_client:
+        create_user(runtime.engine, UserCreate(username="root", role="admin",
+                                               password="admin password"))
+        signed_in = test_client.post("/login", data={"username": "root",
+                                                     "password": "admin password"},
+                                     follow_redirects=False)
+        assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"
         yield test_client
 
 
@@ -39,6 +47,7 @@ def _send_case(mqtt_settings: MqttSettings, uid: str) -> str:
 
 
 def test_health_hospitals_and_404s(client: TestClient) -> None:
+    """Signed in as an admin; tests/integration/test_auth.py checks the other roles."""
     health = client.get("/health").json()
     assert health["broker_connected"] is True and health["status"] == "ok"
     hospitals = client.get("/api/hospitals").json()

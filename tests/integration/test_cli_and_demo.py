@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -27,7 +30,8 @@ def _cli() -> CliRunner:
 
 @pytest.mark.parametrize("command", [
     [], ["edge"], ["edge", "send"], ["edge", "run"], ["edge", "update"], ["hub"], ["hub", "serve"],
-    ["hub", "worker"], ["hub", "simulate-ers"], ["train"], ["demo"], ["bench", "e2e"],
+    ["hub", "worker"], ["hub", "simulate-ers"], ["hub", "create-user"], ["hub", "create-token"],
+    ["hub", "list-users"], ["hub", "seed-demo-users"], ["train"], ["demo"], ["bench", "e2e"],
     ["bench", "hub"], ["topics"], ["broker"]])
 def test_every_command_has_useful_help(command: list[str]) -> None:
     result = _cli().invoke(app, [*command, "--help"])
@@ -52,30 +56,56 @@ def test_send_without_a_broker_fails_clearly(tmp_path: Path) -> None:
     assert "cannot reach the broker" in result.stdout
 
 
+def _signed_in(base: str, username: str, password: str) -> urllib.request.OpenerDirector:
+    """An HTTP client signed in through the login form (it keeps the session cookie)."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    form = urllib.parse.urlencode({"username": username, "password": password}).encode()
+    with opener.open(f"{base}/login", data=form, timeout=10) as response:
+        assert response.url == f"{base}/"  # followed the redirect to the dispatch board
+    return opener
+
+
 def test_demo_runs_the_whole_system(tmp_path: Path, xray: Path) -> None:
-    """The README's main job, shortened: ambulances send X-rays, ERs answer."""
+    """The README's main job, shortened: ambulances send X-rays, ERs answer,
+    and the demo's dispatcher signs in with the password the demo made."""
     port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    state = tmp_path / "state"
     demo = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "demo", "--ambulances", "2", "--interval", "2",
          "--images", str(xray.parent), "--port", str(port), "--state-dir",
-         str(tmp_path / "state"), "--accept-probability", "1.0", "--duration", "120"],
+         str(state), "--accept-probability", "1.0", "--duration", "120"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 90
         accepted: list[dict] = []  # type: ignore[type-arg]
+        opener: urllib.request.OpenerDirector | None = None
         while time.monotonic() < deadline and len(accepted) < 2:
             time.sleep(1)
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/cases?status=accepted",
-                                            timeout=5) as response:
+                if opener is None:
+                    with urllib.request.urlopen(f"{base}/health", timeout=5):
+                        pass
+                    opener = _signed_in(base, "dispatcher",
+                                        (state / "demo-password").read_text().strip())
+                with opener.open(f"{base}/api/cases?status=accepted", timeout=5) as response:
                     accepted = json.loads(response.read())["items"]
             except OSError:
                 continue
         assert len(accepted) >= 2, "the demo produced no accepted cases in 90 s"
         assert {c["ambulance_id"] for c in accepted} <= {"amb-1", "amb-2"}
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        assert opener is not None
+        with opener.open(f"{base}/", timeout=5) as response:
             assert "not for clinical use" in response.read().decode()
+        assert (state / "demo-password").stat().st_mode & 0o077 == 0
+        anonymous = urllib.request.Request(f"{base}/api/cases")
+        try:
+            urllib.request.urlopen(anonymous, timeout=5)
+            raise AssertionError("the case list is open to anonymous visitors")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401
     finally:
         demo.send_signal(signal.SIGINT)
         try:

@@ -1,0 +1,1 @@
+"""Fuzz tests: the message contract, every MQTT handler, the image decoders and the HTTP API."""
