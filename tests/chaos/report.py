@@ -50,9 +50,15 @@ def render(chaos: list[dict[str, Any]] | None, fuzz: dict[str, Any] | None,
         "",
     ]
     if fuzz:
-        lines += ["| target | inputs tried | failures |", "| --- | --- | --- |"]
-        lines += [f"| {name} | {row.get('examples', '?')} | {row.get('failures', 0)} |"
-                  for name, row in sorted(fuzz.items())]
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for name, row in fuzz.items():
+            groups.setdefault(name.split("[", 1)[0], []).append(row)
+        lines += ["Example budgets per target are in docs/fuzzing.md; a parametrised test "
+                  "counts each of its variants.", "",
+                  "| test | variants | examples | failures |", "| --- | --- | --- | --- |"]
+        lines += [f"| `{name}` | {len(rows)} | {rows[0].get('examples', '?')} | "
+                  f"{sum(int(r.get('failures', 0)) for r in rows)} |"
+                  for name, rows in sorted(groups.items())]
         lines.append("")
     else:
         lines += ["_not run_", ""]
