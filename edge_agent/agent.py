@@ -28,6 +28,7 @@ from shared.messages import (
     CaseDecisionV1,
     CaseStatusV1,
     CaseUpdateV1,
+    DiagnosisV1,
     Envelope,
     Patient,
     Payload,
@@ -53,6 +54,8 @@ class CaseRecord:
     decision: CaseDecisionV1 | None = None
     status: CaseStatusV1 | None = None
     """The latest state the hub reported."""
+    diagnosis: DiagnosisV1 | None = None
+    """The AI result sent for this case (kept in memory for the crew page)."""
     decision_latency_s: float | None = None
     """From the diagnosis reaching the broker to the decision's arrival."""
     done: threading.Event = field(default_factory=threading.Event)
@@ -149,10 +152,14 @@ class EdgeAgent:
                                        case_id)
                          for chunk in image_chunks(data, media, self.ambulance_id)]
         record = CaseRecord(case_id=case_id, source=path.name,
-                            triage_level=diagnosis.triage.level)
+                            triage_level=diagnosis.triage.level, diagnosis=diagnosis)
         with self._lock:
             self.cases[case_id] = record
         self.outbox.record_case(case_id, path.name, diagnosis.triage.level)
+        self.outbox.save_case_doc(case_id, "diagnosis", diagnosis.model_dump_json(
+            exclude={"image": {"thumbnail_jpeg"}}))
+        if patient is not None:
+            self.outbox.save_case_doc(case_id, "patient", patient.model_dump_json())
         self.outbox.put(messages, case_id)
         self.sender.wake()
         logger.info("case queued", extra={"case_id": case_id, "ambulance_id": self.ambulance_id,
@@ -170,6 +177,7 @@ class EdgeAgent:
         payload = CaseUpdateV1(ambulance_id=self.ambulance_id, action=action, **fields)
         self.outbox.put([self._message("update", None, topics.CASE_UPDATE, payload, case_id)],
                         case_id)
+        self.outbox.save_case_doc(case_id, f"update:{action}", payload.model_dump_json())
         self.sender.wake()
         logger.info("case update queued", extra={"case_id": case_id, "action": action})
 
@@ -214,6 +222,7 @@ class EdgeAgent:
             self._seen_decisions.add(envelope.message_id)
             record = self.cases.get(case_id)
         self.outbox.mark_case(case_id, decision=decision.status)
+        self.outbox.save_case_doc(case_id, "decision", decision.model_dump_json())
         self.outbox.confirm(case_id)
         latency = None
         if record is not None:
@@ -231,6 +240,7 @@ class EdgeAgent:
     def _on_status(self, envelope: Envelope[Any], ids: dict[str, str]) -> None:
         status: CaseStatusV1 = envelope.payload
         self.outbox.confirm(ids["case_id"], images=status.images_verified or ())
+        self.outbox.save_case_doc(ids["case_id"], "status", status.model_dump_json())
         with self._lock:
             record = self.cases.get(ids["case_id"])
             if record is not None:

@@ -34,14 +34,29 @@ def run(
                                                 "(simulated X-ray unit).")] = None,
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between X-rays.")] = 30.0,
     seed: Annotated[int, typer.Option(help="Order in which images are picked.")] = 0,
+    http_port: Annotated[int | None, typer.Option(
+        min=1, max=65535, help="Serve the crew page on this port (default: "
+        "GOLDENHOUR_EDGE_HTTP_PORT; off when neither is set).")] = None,
+    http_host: Annotated[str | None, typer.Option(
+        help="Address the crew page binds to (default: GOLDENHOUR_EDGE_HTTP_HOST, "
+        "127.0.0.1).")] = None,
 ) -> None:
     """Run the agent: announce the ambulance, report positions, and (with
-    --folder) diagnose and send an X-ray every --interval seconds."""
+    --folder) diagnose and send an X-ray every --interval seconds; with
+    --http-port, serve the crew page in the same process."""
     settings = load_edge_settings()
     configure_logging(settings.log_level, settings.log_format, service=settings.ambulance_id)
     agent = EdgeAgent(settings)
     stop = stop_event()
     agent.start(wait=False)
+    crew = None
+    port = http_port or settings.http_port
+    if port:
+        from edge_agent.web import CrewServer
+
+        crew = CrewServer(agent, host=http_host or settings.http_host, port=port)
+        crew.start()
+        console.print(f"crew page: {crew.url}/")
     images = _images(folder) if folder else []
     random.Random(seed).shuffle(images)
     if not images:
@@ -69,6 +84,8 @@ def run(
     except KeyboardInterrupt:
         pass
     finally:
+        if crew is not None:
+            crew.stop()
         agent.stop()
 
 

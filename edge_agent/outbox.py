@@ -72,6 +72,13 @@ CREATE TABLE IF NOT EXISTS edge_case (
     decision TEXT,
     decided_at REAL
 );
+CREATE TABLE IF NOT EXISTS edge_case_doc (
+    case_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (case_id, kind)
+);
 """
 
 
@@ -242,6 +249,14 @@ class Outbox:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM sent").fetchone()[0])
 
+    def unconfirmed_cases(self) -> list[str]:
+        """Cases whose diagnosis the hub has not confirmed yet (queued or sent)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT case_id FROM message WHERE kind = 'diagnosis' UNION "
+                "SELECT case_id FROM sent WHERE kind = 'diagnosis'").fetchall()
+        return sorted(str(r[0]) for r in rows if r[0] is not None)
+
     def pending(self) -> tuple[int, int]:
         """How many messages, and how many bytes, wait to be sent."""
         with self._lock:
@@ -271,6 +286,20 @@ class Outbox:
             if decision is not None:
                 self._db.execute("UPDATE edge_case SET decision = ?, decided_at = ? "
                                  "WHERE case_id = ?", (decision, time.time(), case_id))
+
+    def save_case_doc(self, case_id: str, kind: str, data: str) -> None:
+        """Keep the latest ``kind`` document (JSON text: diagnosis, status,
+        decision, vitals, handover...) of a case, so the crew page survives a restart."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO edge_case_doc (case_id, kind, data, at) "
+                             "VALUES (?, ?, ?, ?)", (case_id, kind, data, time.time()))
+
+    def case_docs(self, case_id: str) -> dict[str, str]:
+        """The latest document of each kind kept for a case."""
+        with self._lock:
+            rows = self._db.execute("SELECT kind, data FROM edge_case_doc WHERE case_id = ?",
+                                    (case_id,)).fetchall()
+        return {str(kind): str(data) for kind, data in rows}
 
     def cases(self) -> list[dict[str, object]]:
         """Every case made here, newest first."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.ids import Identifier
@@ -34,6 +34,17 @@ class EdgeSettings(BaseSettings):
     """Send the full-resolution image in chunks after the diagnosis."""
     decision_timeout_s: float = Field(default=300.0, gt=0)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    http_port: int | None = Field(default=None, ge=1, le=65535)
+    """Serve the crew page on this port (``goldenhour edge run --http-port``); None: off."""
+    http_host: str = "127.0.0.1"
+    """Where the crew page listens; loopback only unless deliberately changed."""
+    crew_pin: SecretStr | None = None
+    """When set, the crew page asks for this PIN before anything else."""
+    crew_session_secret: SecretStr | None = None
+    """Key that signs the crew page's session cookie; random per start when unset
+    (sessions then end with a restart)."""
+    crew_session_ttl_s: float = Field(default=12 * 3600.0, gt=0)
+    """How long a crew page session lasts (one shift)."""
     log_level: str = "INFO"
     log_format: LogFormat = "text"
 

@@ -13,20 +13,23 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
 from sqlmodel import Session, col, select
 
+from hospital_hub import i18n, views
 from hospital_hub.auth import SESSION_COOKIE, HubSecurity, Principal, verify_password
 from hospital_hub.cases import AI_NOTICE, DecisionResult
+from hospital_hub.events import EventFeed, stream
 from hospital_hub.models import (
     AccessLog,
     AccessLogPublic,
@@ -46,6 +49,7 @@ from hospital_hub.models import (
     OfferState,
     utcnow,
 )
+from hospital_hub.preview import PreviewError, render_preview
 from hospital_hub.records import CaseFilter, case_pdf, case_record, search_cases
 from hospital_hub.runtime import HubRuntime
 from shared import __version__
@@ -54,6 +58,7 @@ from shared.findings import Finding
 from shared.messages import CaseUpdateV1
 
 logger = logging.getLogger(__name__)
+
 
 def _plausible(value: datetime) -> datetime:
     if not 1970 <= value.year <= 2200:
@@ -65,6 +70,7 @@ QueryTime = Annotated[AwareDatetime, AfterValidator(_plausible)]
 """A timezone-aware time in a plausible range (anything else is a 422, not a 500)."""
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+STATIC = Path(__file__).parent / "static"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -439,6 +445,39 @@ def get_image(user: CaseReader, case: ReadableCase, request: Request, session: S
         "Cache-Control": "private, no-store", "X-Image-SHA256": image.image_sha256})
 
 
+@api.get("/cases/{case_id}/preview.png", response_class=Response,
+         responses={200: {"content": {"image/png": {}}}})
+def get_preview(user: CaseReader, case: ReadableCase, request: Request, session: SessionDep,
+                security: SecurityDep) -> Response:
+    """The verified full image as an 8-bit grey PNG for the browser's viewer
+    (DICOM rendered with its modality and VOI LUTs, MONOCHROME1 inverted);
+    404 until the image is complete: the viewer shows the thumbnail meanwhile."""
+    image = session.exec(
+        select(CaseImage).where(CaseImage.case_id == case.id, col(CaseImage.complete))
+        .order_by(col(CaseImage.completed_at).desc(), col(CaseImage.id).desc())).first()
+    if image is None or not image.data:
+        raise HTTPException(404, f"no complete image for case {case.id}")
+    try:
+        png = render_preview(image.data, image.media_type)
+    except PreviewError as exc:
+        logger.warning("image cannot be previewed", extra={"case_id": case.id, "error": str(exc)})
+        raise HTTPException(404, f"the image of case {case.id} cannot be shown") from exc
+    security.access.viewed(user, "preview", [case.id], _client(request))
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-store"})
+
+
+@api.get("/events", include_in_schema=False)
+async def get_events(user: CaseReader, request: Request, runtime: RuntimeDep,
+                     max_s: Annotated[float, Query(ge=0, le=3600)] = 300.0) -> StreamingResponse:
+    """Server-sent events: one small JSON event per change the user may see
+    (an ER's doctor: only cases offered to that ER), polled from the database
+    every 0.5 s; the stream ends after ``max_s`` and the browser reconnects."""
+    feed = EventFeed(runtime.engine, None if user.sees_all else user.hospital_id)
+    return StreamingResponse(stream(feed, request.is_disconnected, max_s=max_s),
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
 @api.get("/cases/{case_id}/audit", response_model=CaseAudit)
 def get_audit(user: Overseer, case: ReadableCase, request: Request, session: SessionDep,
               security: SecurityDep) -> CaseAudit:
@@ -520,11 +559,16 @@ def _set_capacity(runtime: HubRuntime, security: HubSecurity, user: Principal, h
 pages = APIRouter(include_in_schema=False)
 
 
+def _lang(request: Request) -> str:
+    return i18n.normalise(request.cookies.get(i18n.COOKIE))
+
+
 def _render(request: Request, template: str, user: Principal | None, status_code: int = 200,
             headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
+    lang = _lang(request)
     return TEMPLATES.TemplateResponse(request, template, {
-        "user": user, "notice": AI_NOTICE, "version": __version__, **context},
-        status_code=status_code, headers=headers)
+        "user": user, "notice": AI_NOTICE, "version": __version__, "lang": lang,
+        "t": i18n.translator(lang), **context}, status_code=status_code, headers=headers)
 
 
 def _home(user: Principal) -> str:
@@ -564,14 +608,14 @@ def login(
         security.access.event(username, "-", "login_refused", client)
         return _render(request, "login.html", None, status_code=429,
                        headers={"Retry-After": str(wait)}, next=_safe_next(next) or "",
-                       error=f"Too many failed sign-ins. Try again in {wait} s.")
+                       error=i18n.translate(_lang(request), "login.too_many", wait=wait))
     stored = verify_password(security.engine, username, password)
     if stored is None:
         security.limiter.failed(username, client)
         logger.info("sign-in failed", extra={"username": username, "client": client})
         security.access.event(username, "-", "login_failed", client)
         return _render(request, "login.html", None, status_code=401, next=_safe_next(next) or "",
-                       error="Wrong username or password.")
+                       error=i18n.translate(_lang(request), "login.wrong"))
     security.limiter.succeeded(username)
     user = Principal.of(stored, "session")
     logger.info("signed in", extra={"username": user.username, "role": user.kind, "client": client})
@@ -593,31 +637,98 @@ def logout(request: Request, user: MaybeUserDep, security: SecurityDep) -> Redir
     return response
 
 
+@pages.post("/lang")
+def set_language(request: Request, lang: Annotated[str, Form(max_length=8)],
+                 next: Annotated[str | None, Form(max_length=500)] = None) -> RedirectResponse:
+    """The language toggle: sets the ``lang`` cookie (English or Korean) and goes back."""
+    if not _same_origin(request):
+        raise HTTPException(403, "cross-site request refused")
+    response = RedirectResponse(_safe_next(next) or "/", status_code=303)
+    response.set_cookie(i18n.COOKIE, i18n.normalise(lang), max_age=365 * 24 * 3600,
+                        samesite="lax", path="/")
+    return response
+
+
+def _hospitals(session: Session, runtime: HubRuntime) -> list[HospitalPublic]:
+    stale = runtime.settings.capacity_stale_s
+    return [_hospital_public(h, stale)
+            for h in session.exec(select(Hospital).order_by(col(Hospital.id))).all()]
+
+
 @pages.get("/", response_class=HTMLResponse)
 def dispatch_page(request: Request, user: PageViewer, session: SessionDep, runtime: RuntimeDep,
                   security: SecurityDep) -> Response:
-    """Dispatch overview: alerts, cases, ambulances and ERs with capacity
-    (an ER doctor is sent to the ER's console)."""
+    """Dispatch board: escalations, active cases with timers, a map of ERs and
+    ambulances, capacities (an ER doctor is sent to the ER's console)."""
     if user.kind == "er_doctor":
         return RedirectResponse(_home(user), status_code=303)
-    cases = [_case_public(session, c) for c in _active_first(session, 50)]
+    cases = [_case_public(session, c) for c in _active_first(session, 50)
+             if c.status in views.ACTIVE]
     security.access.viewed(user, "dispatch_page", [c.id for c in cases], _client(request))
-    stale = runtime.settings.capacity_stale_s
+    rows = [(c, views.next_expiry(c), views.escalations(c)) for c in cases]
+    escalated = [(c, why) for c, _, why in rows if why]
+    hospitals = _hospitals(session, runtime)
+    ambulances = list(session.exec(select(Ambulance).order_by(col(Ambulance.id))).all())
     return _render(request, "dispatch.html", user, **{
-        "cases": cases,
-        "alerts": [c for c in cases if c.status == CaseStatus.NO_ER_AVAILABLE],
-        "ambulances": session.exec(select(Ambulance).order_by(col(Ambulance.id))).all(),
-        "hospitals": [_hospital_public(h, stale)
-                      for h in session.exec(select(Hospital).order_by(col(Hospital.id))).all()],
+        "cases": cases, "rows": rows, "escalated": escalated,
+        "critical": any("esc.critical_waiting" in why or "esc.no_er" in why for _, why in escalated),
+        "ambulances": ambulances, "hospitals": hospitals,
+        "markers": views.map_markers(hospitals, ambulances, cases),
         "connected": runtime.communicator.connected,
     })
+
+
+def _day(value: str | None, end: bool = False) -> datetime | None:
+    """A ``YYYY-MM-DD`` from a date field as the start (or end) of that UTC day."""
+    if not value:
+        return None
+    try:
+        day = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return day + timedelta(days=1) - timedelta(microseconds=1) if end else day
+
+
+@pages.get("/cases", response_class=HTMLResponse)
+def history_page(
+    request: Request, user: PageViewer, session: SessionDep, runtime: RuntimeDep,
+    security: SecurityDep,
+    date_from: Annotated[str | None, Query(max_length=10)] = None,
+    date_to: Annotated[str | None, Query(max_length=10)] = None,
+    hospital_id: Annotated[str | None, Query(max_length=64)] = None,
+    ambulance_id: Annotated[str | None, Query(max_length=64)] = None,
+    severity: Annotated[str | None, Query(max_length=1)] = None,
+    finding: Annotated[str | None, Query(max_length=40)] = None,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+) -> HTMLResponse:
+    """The case history with filters (an ER's doctor: only cases offered to that ER)."""
+    scope = user.hospital_id if user.hospital_id is not None else (hospital_id or None)
+    where = CaseFilter(
+        date_from=_day(date_from), date_to=_day(date_to, end=True), hospital_id=scope,
+        ambulance_id=ambulance_id or None,
+        severity=int(severity) if severity and severity in "12345" else None,
+        finding=Finding(finding) if finding in set(Finding) else None,
+        status=CaseStatus(status) if status in set(CaseStatus) else None)
+    cases, total = search_cases(session, where, limit=200)
+    security.access.viewed(user, "history_page", [c.id for c in cases], _client(request))
+    return _render(request, "history.html", user, **{
+        "cases": [_case_public(session, c) for c in cases], "total": total,
+        "hospitals": _hospitals(session, runtime) if user.sees_all else [],
+        "findings": [str(f) for f in Finding], "statuses": [s.value for s in CaseStatus],
+        "f": {"date_from": date_from, "date_to": date_to, "hospital_id": hospital_id,
+              "ambulance_id": ambulance_id, "severity": severity, "finding": finding,
+              "status": status},
+    })
+
+
+ERROR_CODES = frozenset({"reason_needed", "already_placed", "already_decided"})
 
 
 @pages.get("/er/{hospital_id}", response_class=HTMLResponse)
 def er_page(hospital_id: str, user: PageHospitalViewer, request: Request, session: SessionDep,
             runtime: RuntimeDep, security: SecurityDep, error: str | None = None) -> HTMLResponse:
-    """An ER's console: its open offers with Accept and Decline, and its capacity
-    (dispatchers see it read-only)."""
+    """An ER's console: its open offers, most severe first, with countdowns,
+    Accept and Decline, and its capacity (dispatchers see it read-only)."""
     hospital = session.get(Hospital, hospital_id)
     if hospital is None:
         raise HTTPException(404, f"no hospital {hospital_id}")
@@ -627,13 +738,41 @@ def er_page(hospital_id: str, user: PageHospitalViewer, request: Request, sessio
     ).all()
     rows = [(offer, session.get(Case, offer.case_id)) for offer in offers]
     open_rows = sorted([r for r in rows if r[0].state == OfferState.OPEN],
-                       key=lambda r: r[1].triage_level if r[1] else 9)
+                       key=lambda r: (r[1].triage_level if r[1] else 9, r[0].expires_at))
     closed_rows = [r for r in rows if r[0].state != OfferState.OPEN]
     security.access.viewed(user, "er_page", [o.case_id for o in offers], _client(request),
                            hospital_id=hospital_id)
     return _render(request, "er.html", user, **{
         "hospital": _hospital_public(hospital, runtime.settings.capacity_stale_s),
-        "open_rows": open_rows, "closed_rows": closed_rows, "error": error,
+        "open_rows": open_rows, "closed_rows": closed_rows,
+        "critical": [r for r in open_rows if r[1] is not None and r[1].triage_level <= 2],
+        "error": error if error in ERROR_CODES else None,
+        "can_act": user.kind in PAGE_DECIDERS,
+    })
+
+
+@pages.get("/er/{hospital_id}/cases/{case_id}", response_class=HTMLResponse)
+def er_case_page(hospital_id: str, case_id: str, user: PageHospitalViewer, request: Request,
+                 session: SessionDep, runtime: RuntimeDep, security: SecurityDep,
+                 error: str | None = None) -> HTMLResponse:
+    """One case offered to this ER: the X-ray viewer, the AI findings, triage,
+    patient, vitals, handover, ETA and position, Accept and Decline (404 for a
+    case not offered to this ER)."""
+    hospital = session.get(Hospital, hospital_id)
+    case = session.get(Case, case_id)
+    offer = session.exec(select(Offer).where(Offer.case_id == case_id,
+                                             Offer.hospital_id == hospital_id)).first()
+    if hospital is None or case is None or offer is None:
+        raise HTTPException(404, f"no case {case_id}")
+    security.access.viewed(user, "case_page", [case.id], _client(request), hospital_id=hospital_id)
+    details = views.case_details(session, case)
+    viewer = {"case_id": case.id, "regions": details["regions"],
+              "preview": f"/api/cases/{case.id}/preview.png",
+              "thumbnail": f"/api/cases/{case.id}/thumbnail.jpg"}
+    return _render(request, "case.html", user, **{
+        "hospital": _hospital_public(hospital, runtime.settings.capacity_stale_s),
+        "case": case, "offer": offer, "details": details, "viewer": viewer,
+        "error": error if error in ERROR_CODES else None,
         "can_act": user.kind in PAGE_DECIDERS,
     })
 
@@ -648,17 +787,19 @@ def er_decision_form(
     security: SecurityDep,
     decision: Annotated[Literal["accept", "decline"], Form()],
     reason: Annotated[str | None, Form(max_length=500)] = None,
+    next: Annotated[str | None, Form(max_length=500)] = None,
 ) -> RedirectResponse:
-    """The console's Accept / Decline buttons."""
+    """The console's Accept / Decline buttons (on the list and the case view)."""
+    back = f"/er/{hospital_id}"
+    if next in (back, f"{back}/cases/{case_id}"):
+        back = next
     if decision == "decline" and not (reason and reason.strip()):
-        return RedirectResponse(f"/er/{hospital_id}?error=Give+a+reason+to+decline",
-                                status_code=303)
+        return RedirectResponse(f"{back}?error=reason_needed", status_code=303)
     result = _decide(runtime, security, user, case_id, hospital_id,
                      DecisionRequest(decision=decision, reason=reason), _client(request))
-    target = f"/er/{hospital_id}"
-    if result.outcome == "already_placed":
-        target += "?error=Already+placed+at+another+ER"
-    return RedirectResponse(target, status_code=303)
+    if result.outcome in ("already_placed", "already_decided"):
+        back += f"?error={result.outcome}"
+    return RedirectResponse(back, status_code=303)
 
 
 @pages.post("/er/{hospital_id}/capacity")
@@ -729,4 +870,5 @@ def create_app(
 
     app.include_router(api)
     app.include_router(pages)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -206,13 +206,15 @@ def run_demo(options: DemoOptions) -> int:
         )
         for number in range(1, options.ambulances + 1):
             lat, lon = START_POSITIONS[(number - 1) % len(START_POSITIONS)]
-            args = ["edge", "run", "--interval", str(options.interval_s)]
+            args = ["edge", "run", "--interval", str(options.interval_s),
+                    "--http-port", str(crew_port(options, number))]
             if folder:
                 args += ["--folder", str(folder), "--seed", str(number)]
             processes.spawn(f"amb-{number}", args, {
                 **env, "GOLDENHOUR_EDGE_AMBULANCE_ID": f"amb-{number}",
                 "GOLDENHOUR_EDGE_LAT": str(lat), "GOLDENHOUR_EDGE_LON": str(lon),
                 "GOLDENHOUR_EDGE_LOG_FORMAT": options.log_format,
+                "GOLDENHOUR_EDGE_STATE_DIR": str(state / "edge"),
             })
         _banner(options, broker, folder, password, state)
         deadline = time.monotonic() + options.duration_s if options.duration_s else None
@@ -237,6 +239,12 @@ def _fresh(path: Path) -> Path:
     return path
 
 
+def crew_port(options: DemoOptions, number: int) -> int:
+    """The crew page of the demo's ambulance ``number``: 8081, 8082, ... beside
+    the hub's 8000 (the hub's port + 80 + number)."""
+    return options.http_port + 80 + number
+
+
 def _banner(options: DemoOptions, broker: EmbeddedBroker, folder: Path | None, password: str,
             state: Path) -> None:
     base = f"http://127.0.0.1:{options.http_port}"
@@ -250,6 +258,8 @@ def _banner(options: DemoOptions, broker: EmbeddedBroker, folder: Path | None, p
     console.print(
         f"\n[bold]goldenhour is running[/] (AI results are NOT for clinical use)\n"
         f"  dispatch board : {base}/\n"
+        + "".join(f"  crew page      : http://127.0.0.1:{crew_port(options, n)}/ (amb-{n})\n"
+                  for n in range(1, options.ambulances + 1)) +
         f"  an ER console  : {base}/er/bos-mgh\n"
         f"  sign in as     : dispatcher, er-bos-mgh (an ER doctor; one per hospital: "
         f"er-<hospital id>) or admin\n"

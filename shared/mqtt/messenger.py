@@ -112,13 +112,13 @@ class Messenger:
             try:
                 envelope, values = self.check(spec, topic, data)
             except ContractError as exc:
-                with self._lock:
-                    self.rejected[type(exc).__name__] += 1
                 logger.warning(
                     "rejected message",
                     extra={"topic": topic, "error": type(exc).__name__, "detail": str(exc),
                            "bytes": len(data)},
                 )
+                with self._lock:  # counted after the log line: a count means it was logged
+                    self.rejected[type(exc).__name__] += 1
                 return
             handler(envelope, values)
 

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import io
+import re
+import threading
+import time
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from sqlmodel import Session
 
+from hospital_hub import i18n
 from hospital_hub.api import create_app
 from hospital_hub.auth import create_user
-from hospital_hub.models import UserCreate
+from hospital_hub.events import EventFeed
+from hospital_hub.models import CaseImage, CaseStatus, OfferState, UserCreate, utcnow
 from hospital_hub.runtime import HubRuntime
 from hospital_hub.settings import load_hub_settings
 from shared import topics
@@ -132,6 +145,108 @@ def test_history_filters_records_capacity_and_updates(
     body = capacity.json()
     assert body["accepting"] is False and body["capacity_source"] == "console"
     assert body["capacity_stale"] is False
-    assert client.get("/api/hospitals/bos-bmc").json()["capacity_stale"] is True
+    # Stale means: never reported, or reported longer ago than CAPACITY_STALE_S
+    # (other tests' simulated ERs may have left retained reports on the broker).
+    from datetime import datetime, timedelta
+
+    for hospital in client.get("/api/hospitals").json():
+        reported = hospital["capacity_at"]
+        old = reported is None or (datetime.now().astimezone()
+                                   - datetime.fromisoformat(reported) > timedelta(seconds=600))
+        assert hospital["capacity_stale"] is old, hospital["id"]
     offers = client.get(f"/api/hospitals/{nearest}/offers", params={"state": "open"}).json()
     assert [o["case_id"] for o in offers] == [case_id]
+
+
+# -- the consoles' helpers: preview, translations, event feed ------------------------------------
+def _dicom(photometric: str) -> bytes:
+    """A 16-bit DICOM gradient (dark left, bright right in stored values) with a rescale."""
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PhotometricInterpretation = "DX", photometric
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = 64, 80, 1
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept = 2, -100
+    ds.PixelData = np.tile(np.linspace(0, 4000, 80).astype(np.uint16), (64, 1)).tobytes()
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_preview_renders_dicom_for_the_browser(client: TestClient, mqtt_settings: MqttSettings,
+                                               uid: str) -> None:
+
+
+
+    case_id = _send_case(mqtt_settings, uid)
+    assert wait_until(lambda: client.get(f"/api/cases/{case_id}").status_code == 200)
+    assert client.get(f"/api/cases/{case_id}/preview.png").status_code == 404  # not yet complete
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    for photometric, left_brighter in (("MONOCHROME2", False), ("MONOCHROME1", True)):
+        data = _dicom(photometric)
+        with Session(runtime.engine) as session:
+            session.add(CaseImage(case_id=case_id, image_sha256=photometric[-1] * 64,
+                                  media_type="application/dicom", total_bytes=len(data),
+                                  chunk_count=1, received_chunks=1, complete=True,
+                                  completed_at=utcnow(), data=data))
+            session.commit()
+        response = client.get(f"/api/cases/{case_id}/preview.png")
+        assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+        image = Image.open(io.BytesIO(response.content))
+        assert image.mode == "L" and image.size == (80, 64)
+        left, right = image.getpixel((1, 32)), image.getpixel((78, 32))
+        assert (left > right) == left_brighter, (photometric, left, right)
+
+
+def test_every_template_string_is_in_english_and_korean() -> None:
+
+
+    text = "".join(p.read_text() for p in Path(i18n.__file__).parent.joinpath("templates")
+                   .glob("*.html"))
+    keys = set(re.findall(r"""\bt\(["']([A-Za-z0-9_.]+)["']\)""", text))
+    keys |= {f"state.{s.value}" for s in OfferState} | {f"status.{s.value}" for s in CaseStatus}
+    keys |= {f"kind.{k}" for k in ("admin", "dispatcher", "er_doctor", "er_service", "ambulance")}
+    keys |= {"error.reason_needed", "error.already_placed", "error.already_decided",
+             "esc.no_er", "esc.expired", "esc.critical_waiting", "login.wrong", "login.too_many"}
+    assert len(keys) > 80
+    missing = sorted(k for k in keys if k not in i18n.STRINGS or not all(i18n.STRINGS[k]))
+    assert not missing
+    assert i18n.translate("ko", "ai_notice") != i18n.translate("en", "ai_notice")
+    assert i18n.translate("xx", "accept") == "Accept"  # unknown language: English
+
+
+def test_event_feed_tells_an_er_only_about_its_own_cases(
+        client: TestClient, mqtt_settings: MqttSettings, uid: str) -> None:
+
+
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    before = utcnow() - timedelta(seconds=1)
+    case_id = _send_case(mqtt_settings, uid)
+    assert wait_until(lambda: len(client.get(f"/api/cases/{case_id}").json().get("offers", [])) == 3)
+    offered = [o["hospital_id"] for o in client.get(f"/api/cases/{case_id}").json()["offers"]]
+    other = next(h["id"] for h in client.get("/api/hospitals").json() if h["id"] not in offered)
+
+    def heard(hospital_id: str | None) -> str:
+        return str(EventFeed(runtime.engine, hospital_id, since=before).poll())
+
+    assert case_id in heard(None) and case_id in heard(offered[0])
+    assert case_id not in heard(other)
+
+    def change() -> None:
+        time.sleep(0.4)
+        client.put(f"/api/hospitals/{offered[0]}/capacity",
+                   json={"er_beds_free": 2, "icu_beds_free": 1, "accepting": True})
+
+    thread = threading.Thread(target=change)
+    thread.start()
+    events = client.get("/api/events", params={"max_s": 1.5})
+    thread.join()
+    assert events.headers["content-type"].startswith("text/event-stream")
+    assert events.text.startswith("retry: 1000\nevent: ready")
+    assert f'"hospital_id":"{offered[0]}"' in events.text

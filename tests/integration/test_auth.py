@@ -4,15 +4,18 @@ full image and the user commands."""
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlmodel import Session, select
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 from typer.testing import CliRunner
 
 from hospital_hub.api import create_app
@@ -28,6 +31,16 @@ from tests import samples
 from tests.services import wait_until
 
 PASSWORD = "a long test password"
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.tile(np.arange(64, dtype=np.uint8) * 4, (48, 1))).save(out, format="PNG")
+    return out.getvalue()
+
+
+IMAGE_PNG = _png()
+"""A small real grey PNG (the preview renders it)."""
 PRINCIPALS = ("anon", "admin", "dispatcher", "doc_a", "doc_b", "er_service_a", "ambulance",
               "other_ambulance")
 
@@ -74,6 +87,12 @@ RULES: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/cases/{case_id}/record.pdf"): CASE_READ,
     ("GET", "/api/cases/{case_id}/thumbnail.jpg"): CASE_READ,
     ("GET", "/api/cases/{case_id}/image"): CASE_READ,
+    ("GET", "/api/cases/{case_id}/preview.png"): CASE_READ,
+    ("GET", "/api/events"): _rule(401, 200, **AMBULANCES_403),
+    ("POST", "/lang"): _everyone(422),
+    ("GET", "/cases"): _rule(303, 200, **SERVICES_403),
+    ("GET", "/er/{hospital_id}/cases/{case_id}"): _rule(303, 200, doc_b=404, **SERVICES_403),
+    ("GET", "/static/{path}"): _everyone(200),
     ("GET", "/api/cases/{case_id}/audit"): _rule(401, 403, admin=200, dispatcher=200),
     ("POST", "/api/cases/{case_id}/offers/{hospital_id}/decision"):
         _rule(401, 422, dispatcher=403, doc_b=404, **AMBULANCES_403),
@@ -163,7 +182,7 @@ def hub(database_url: str, mqtt_settings: MqttSettings, uid: str) -> Iterator[Hu
 
 
 def _add_image(runtime: HubRuntime, case_id: str, complete: bool) -> None:
-    data = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    data = IMAGE_PNG
     with Session(runtime.engine) as session:
         session.add(CaseImage(case_id=case_id, image_sha256=f"{int(complete)}" * 64,
                               media_type="image/png", total_bytes=len(data), chunk_count=1,
@@ -178,6 +197,9 @@ def _flatten(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, s
         included = getattr(route, "original_router", None)  # FastAPI's lazily included router
         if included is not None:
             yield from _flatten(included.routes, prefix + route.include_context.prefix)  # type: ignore[attr-defined]
+            continue
+        if isinstance(route, Mount) and route.path == "/static":  # public assets, no data
+            yield "GET", "/static/{path}"
             continue
         assert isinstance(route, APIRoute | Route), f"no rule for {route!r} (a mount?)"
         for method in sorted((route.methods or set()) - {"HEAD"}):
@@ -197,7 +219,10 @@ def test_every_route_has_a_rule_and_every_user_gets_what_the_rule_says(hub: Hub)
     assert not set(RULES) - set(routes), "rules for routes that no longer exist"
     wrong = []
     for method, path in routes:
-        url = path.replace("{case_id}", hub.case_id).replace("{hospital_id}", hub.a)
+        url = (path.replace("{case_id}", hub.case_id).replace("{hospital_id}", hub.a)
+               .replace("{path}", "console.css"))
+        if path == "/api/events":
+            url += "?max_s=0"  # the stream ends at once (a test client waits for the end)
         for who, expected in RULES[(method, path)].items():
             got = hub.call(who, method, url).status_code
             if got != expected:
@@ -269,7 +294,7 @@ def test_decisions_capacity_and_updates_only_for_your_own(hub: Hub) -> None:
 def test_full_image_only_when_complete(hub: Hub, uid: str, mqtt_settings: MqttSettings) -> None:
     image = hub.call("doc_a", "GET", f"/api/cases/{hub.case_id}/image")
     assert image.status_code == 200 and image.headers["content-type"] == "image/png"
-    assert image.content.startswith(b"\x89PNG") and len(image.content) == 8 + 1024
+    assert image.content == IMAGE_PNG
     with Session(hub.runtime.engine) as session:
         for row in session.exec(select(CaseImage)).all():
             row.complete, row.data = False, None
