@@ -601,7 +601,7 @@ def login(
     ``login_max_failures`` failures per name and per address in
     ``login_window_s``, then 429 with ``Retry-After``."""
     client = _client(request) or "unknown"
-    wait = security.limiter.retry_after(username, client)
+    wait = security.limiter.attempt(username, client)
     if wait is not None:
         logger.warning("sign-in refused: too many failures", extra={"username": username,
                                                                    "client": client})
@@ -610,13 +610,12 @@ def login(
                        headers={"Retry-After": str(wait)}, next=_safe_next(next) or "",
                        error=i18n.translate(_lang(request), "login.too_many", wait=wait))
     stored = verify_password(security.engine, username, password)
-    if stored is None:
-        security.limiter.failed(username, client)
+    if stored is None:  # already counted by attempt()
         logger.info("sign-in failed", extra={"username": username, "client": client})
         security.access.event(username, "-", "login_failed", client)
         return _render(request, "login.html", None, status_code=401, next=_safe_next(next) or "",
                        error=i18n.translate(_lang(request), "login.wrong"))
-    security.limiter.succeeded(username)
+    security.limiter.succeeded(username, client)
     user = Principal.of(stored, "session")
     logger.info("signed in", extra={"username": user.username, "role": user.kind, "client": client})
     security.access.event(user.username, user.kind, "login", client)
@@ -684,9 +683,9 @@ def _day(value: str | None, end: bool = False) -> datetime | None:
         return None
     try:
         day = datetime.fromisoformat(value).replace(tzinfo=UTC)
-    except ValueError:
+        return day + timedelta(days=1) - timedelta(microseconds=1) if end else day
+    except (ValueError, OverflowError):
         return None
-    return day + timedelta(days=1) - timedelta(microseconds=1) if end else day
 
 
 @pages.get("/cases", response_class=HTMLResponse)

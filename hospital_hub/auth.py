@@ -240,7 +240,9 @@ class SessionSigner:
         """The active person the cookie was signed for, or None if it is forged,
         expired, or the password has changed since."""
         body, _, mac = cookie.partition(".")
-        if not mac or not hmac.compare_digest(mac, self._mac(body)):
+        # Compare bytes: compare_digest refuses non-ASCII str, and cookies are any text.
+        if not mac or not hmac.compare_digest(mac.encode("utf-8", "replace"),
+                                              self._mac(body).encode()):
             return None
         try:
             data = json.loads(_unb64(body))
@@ -301,10 +303,29 @@ class LoginLimiter:
                 self._recent(key, now)
                 self._failures.setdefault(key, deque()).append(now)
 
-    def succeeded(self, username: str) -> None:
-        """Forget the name's failures (the address's stay)."""
+    def attempt(self, username: str, address: str) -> int | None:
+        """Count an attempt as a failure *before* the (slow) password check, so
+        parallel guesses cannot all slip under the limit; returns the seconds to
+        wait when the limit is reached (nothing is counted then), else None."""
+        with self._lock:
+            now = self._clock()
+            waits = [self.window_s - (now - times[0]) for key in self._keys(username, address)
+                     if len(times := self._recent(key, now)) >= self.max_failures]
+            if waits:
+                return max(1, math.ceil(max(waits)))
+            for key in self._keys(username, address):
+                self._failures.setdefault(key, deque()).append(now)
+            return None
+
+    def succeeded(self, username: str, address: str | None = None) -> None:
+        """Forget the name's failures, and take back the attempt counted against
+        the address by :meth:`attempt` (its earlier failures stay)."""
         with self._lock:
             self._failures.pop(self._keys(username, "")[0], None)
+            if address is not None:
+                times = self._failures.get(self._keys(username, address)[1])
+                if times:
+                    times.pop()
 
 
 # -- the access log -----------------------------------------------------------------------------

@@ -308,8 +308,9 @@ class CaseService:
                     added = self._top_up(session, case, actor=self._sender)
                     self._status(session, case, f"{hospital_id} declined ({reason})"
                                  + (f"; offered to {', '.join(added)}" if added else ""))
+                # The reason is clinician free text (may name the patient): not logged.
                 logger.info("offer declined", extra={"case_id": case_id,
-                                                     "hospital_id": hospital_id, "reason": reason})
+                                                     "hospital_id": hospital_id})
                 return DecisionResult("declined", case.status)
             # The case row is locked, so its status is the truth: the first
             # accept to get here wins, later ones see ACCEPTED.

@@ -38,7 +38,8 @@ def serve(
     # every message until the connection is up.
     app_ = create_app(HubRuntime(settings), wait_for_broker=False)
     uvicorn.run(app_, host=host or settings.http_host, port=port or settings.http_port,
-                log_config=None, access_log=False)
+                log_config=None, access_log=False,
+                timeout_graceful_shutdown=5)
 
 
 @app.command()

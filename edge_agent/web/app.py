@@ -100,7 +100,12 @@ def create_app(agent: EdgeAgent, *, crew_pin: str | None = None, session_secret:
         return templates.TemplateResponse(request, name, context, status_code=status_code)
 
     async def checked_form(request: Request) -> FormData | None:
-        form = await request.form(max_part_size=MAX_UPLOAD_BYTES)
+        # Text fields keep Starlette's 1 MiB limit and files spool to disk; a body
+        # larger than the biggest allowed X-ray is refused before it is parsed.
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_UPLOAD_BYTES + 1024 * 1024:
+            return None
+        form = await request.form(max_files=2, max_fields=50)
         token = form.get("csrf_token")
         if not csrf_ok(request.state.session, token if isinstance(token, str) else None):
             logger.warning("crew page form refused: missing or wrong CSRF token",
@@ -161,6 +166,9 @@ def create_app(agent: EdgeAgent, *, crew_pin: str | None = None, session_secret:
             return refused()
         upload = form.get("xray")
         if not isinstance(upload, UploadFile):
+            return render(request, "index.html", 400, cases=views.cases(agent),
+                          error="xray_file")
+        if upload.size is not None and upload.size > MAX_UPLOAD_BYTES:
             return render(request, "index.html", 400, cases=views.cases(agent),
                           error="xray_file")
         data = await upload.read()

@@ -53,7 +53,8 @@ class SessionSigner:
         if not value or "." not in value:
             return None
         body, signature = value.rsplit(".", 1)
-        if not hmac.compare_digest(signature, self._sign(body)):
+        if not hmac.compare_digest(signature.encode("utf-8", "replace"),
+                                   self._sign(body).encode()):
             return None
         try:
             sid, csrf, expires, unlocked = json.loads(base64.urlsafe_b64decode(body))
@@ -70,7 +71,8 @@ class SessionSigner:
 
 def csrf_ok(session: Session | None, token: str | None) -> bool:
     """Whether a form's token matches its session's."""
-    return bool(session and token and hmac.compare_digest(session.csrf, token))
+    return bool(session and token and hmac.compare_digest(session.csrf.encode(),
+                                                           token.encode("utf-8", "replace")))
 
 
 class PinGate:

@@ -22,7 +22,8 @@ class CrewServer:
         self.host, self.port = host, port
         self.app = create_app(agent, **app_options)  # type: ignore[arg-type]
         self._server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port,
-                                                     log_config=None, access_log=False))
+                                                     log_config=None, access_log=False,
+                                                     timeout_graceful_shutdown=2))
         self._thread: threading.Thread | None = None
 
     @property

@@ -57,7 +57,8 @@ def live_hub(tmp_path: Path, mqtt_settings: MqttSettings, uid: str) -> Iterator[
                                            database_url=f"sqlite:///{tmp_path / 'hub.db'}"))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port,
-                                           log_config=None, access_log=False))
+                                           log_config=None, access_log=False,
+                                           timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

@@ -3,50 +3,20 @@ user signs in through the real login page."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from edge_agent.agent import EdgeAgent
-from edge_agent.settings import load_edge_settings
-from hospital_hub.api import create_app
-from hospital_hub.auth import create_user
-from hospital_hub.models import UserCreate
-from hospital_hub.registry import read_registry
-from hospital_hub.runtime import HubRuntime
-from hospital_hub.settings import SAMPLE_REGISTRY, load_hub_settings
-from shared.broker import free_port
-from shared.settings import MqttSettings
+from tests.browser.conftest import PASSWORD, LiveHub
 from tests.integration.conftest import xray  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "correct horse battery"
-
-
 @pytest.fixture
-def hub_url(tmp_path: Path, mqtt_settings: MqttSettings, uid: str) -> Iterator[str]:
-    runtime = HubRuntime(load_hub_settings(hub_id=f"web-{uid}", mqtt=mqtt_settings,
-                                           database_url=f"sqlite:///{tmp_path / 'hub.db'}"))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port,
-                                           log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        assert _wait(lambda: server.started)
-        users = [UserCreate(username="dispatcher", role="dispatcher", password=PASSWORD)]
-        users += [UserCreate(username=f"er-{h.id}", role="er_doctor", hospital_id=h.id,
-                             password=PASSWORD) for h in read_registry(SAMPLE_REGISTRY)]
-        for user in users:
-            create_user(runtime.engine, user)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+def hub_url(live_hub: LiveHub) -> str:
+    """The hub of tests/browser/conftest.py, with its dispatcher and ER doctors."""
+    return live_hub.url
 
 
 def _wait(predicate, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
@@ -56,13 +26,9 @@ def _wait(predicate, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-
 
 
 @pytest.fixture
-def edge(mqtt_settings: MqttSettings, uid: str) -> Iterator[EdgeAgent]:
+def edge(ambulance: EdgeAgent) -> EdgeAgent:
     """An ambulance downtown, near Massachusetts General Hospital."""
-    agent = EdgeAgent(load_edge_settings(ambulance_id=f"amb-{uid}", mqtt=mqtt_settings,
-                                         lat=42.3631, lon=-71.0686))
-    agent.start()
-    yield agent
-    agent.stop()
+    return ambulance
 
 
 @pytest.fixture

@@ -238,6 +238,10 @@ def test_anonymous_visitors_are_sent_to_login_and_get_nothing_else(hub: Hub) -> 
     assert hub.case_id not in api.text
     assert hub.call("anon", "GET", f"/api/cases/{hub.case_id}",
                     headers={"Cookie": f"{SESSION_COOKIE}=forged.value"}).status_code == 401
+    # A cookie with non-ASCII text is just another forgery, not a server error.
+    odd = hub.call("anon", "GET", f"/api/cases/{hub.case_id}",
+                   headers={"Cookie": f"{SESSION_COOKIE}=x.".encode() + "\u00e9".encode()})
+    assert odd.status_code == 401
 
 
 def test_an_er_sees_only_cases_offered_to_it(hub: Hub) -> None:
@@ -339,6 +343,16 @@ def test_login_rate_limit_per_name_and_per_address(hub: Hub) -> None:
     # The address has 5 failures too: another name from it is refused as well.
     assert hub.call("anon", "POST", "/login", data={
         "username": "disp", "password": PASSWORD}).status_code == 429
+
+
+def test_parallel_guesses_cannot_slip_under_the_limit() -> None:
+    """Each attempt is counted before the password is checked: a burst of
+    simultaneous guesses gets exactly max_failures tries."""
+    limiter = LoginLimiter(max_failures=5, window_s=300)
+    allowed = [limiter.attempt("doc", "10.0.0.1") is None for _ in range(40)]
+    assert allowed.count(True) == 5
+    limiter.succeeded("doc", "10.0.0.9")  # a success elsewhere clears the name only
+    assert limiter.attempt("doc", "10.0.0.1") is not None  # the address is still limited
 
 
 def test_the_limiter_window_slides() -> None:
