@@ -203,11 +203,25 @@ def load_secret_key(settings: HubSettings) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return path.read_bytes().strip()
+        stored = path.read_bytes().strip()
+        if len(stored) >= 32:
+            return stored
+        # A crash between creating and writing the file leaves it short: replace it.
+        logger.warning("session key file too short; making a new one", extra={"path": str(path)})
+        path.unlink()
+        return _replace_key(path)
     key = secrets.token_hex(32).encode()
     with os.fdopen(fd, "wb") as handle:
         handle.write(key)
     logger.info("session key created", extra={"path": str(path)})
+    return key
+
+
+def _replace_key(path: Path) -> bytes:
+    key = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
     return key
 
 

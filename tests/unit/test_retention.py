@@ -173,3 +173,4 @@ def test_no_patient_data_in_any_log_record(world: World, tmp_path: Path,
         text = JsonFormatter().format(log_record) + KeyValueFormatter().format(log_record)
         leaked = [s for s in secrets if s in text]
         assert not leaked, f"{leaked} logged by {log_record.name}: {text}"
+
