@@ -404,14 +404,25 @@ def get_record(user: CaseReader, case: ReadableCase, request: Request, session: 
     """The whole record: patient, vitals, diagnoses, triage history, offers,
     handover and the audit trail."""
     security.access.viewed(user, "record.json", [case.id], _client(request))
-    return case_record(session, case.id)
+    return _scoped_record(case_record(session, case.id), user.hospital_id)
+
+
+def _scoped_record(record: dict[str, Any], hospital_id: str | None) -> dict[str, Any]:
+    """What one ER may see of a record: its own offer, not how other ERs
+    answered (their reasons and clinicians' names stay with them)."""
+    if hospital_id is None:
+        return record
+    def own(item: dict[str, Any]) -> bool:
+        return item.get("hospital_id") in (None, hospital_id)
+    return {**record, "offers": [o for o in record["offers"] if own(o)],
+            "events": [e for e in record["events"] if own(e)]}
 
 
 @api.get("/cases/{case_id}/record.pdf", response_class=Response)
 def get_record_pdf(user: CaseReader, case: ReadableCase, request: Request, session: SessionDep,
                    security: SecurityDep) -> Response:
     """The whole record as a printable PDF."""
-    data = case_pdf(case_record(session, case.id))
+    data = case_pdf(_scoped_record(case_record(session, case.id), user.hospital_id))
     security.access.viewed(user, "record.pdf", [case.id], _client(request))
     return Response(data, media_type="application/pdf", headers={
         "Content-Disposition": f'inline; filename="goldenhour-case-{case.id}.pdf"'})

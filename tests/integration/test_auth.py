@@ -260,6 +260,12 @@ def test_an_er_sees_only_cases_offered_to_it(hub: Hub) -> None:
         "detail": f"no case {hub.case_id}"}
     assert hub.call("doc_b", "GET", "/api/cases/nope").json() == {"detail": "no case nope"}
     assert hub.call("doc_a", "GET", "/").headers["location"] == f"/er/{hub.a}"
+    # In the record, an ER sees its own offer, not how the other ERs answered.
+    record = hub.call("doc_a", "GET", f"/api/cases/{hub.case_id}/record.json").json()
+    assert {o["hospital_id"] for o in record["offers"]} == {hub.a}
+    assert all(e.get("hospital_id") in (None, hub.a) for e in record["events"])
+    full = hub.call("dispatcher", "GET", f"/api/cases/{hub.case_id}/record.json").json()
+    assert len(full["offers"]) > 1
 
 
 def test_decisions_capacity_and_updates_only_for_your_own(hub: Hub) -> None:
