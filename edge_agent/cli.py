@@ -21,6 +21,7 @@ from edge_agent.settings import load_edge_settings
 from shared.errors import GoldenhourError, InputImageError
 from shared.lifecycle import stop_event
 from shared.logs import configure_logging
+from shared.stats import percentile
 
 app = typer.Typer(help="Edge agent for the ambulance computer.", no_args_is_help=True)
 logger = logging.getLogger(__name__)
@@ -187,10 +188,8 @@ def _now() -> float:
 def _stats(values: list[float]) -> dict[str, float]:
     if not values:
         return {"min": 0.0, "median": 0.0, "p95": 0.0, "max": 0.0}
-    ordered = sorted(values)
-    return {"min": ordered[0], "median": statistics.median(ordered),
-            "p95": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
-            "max": ordered[-1]}
+    return {"min": min(values), "median": statistics.median(values),
+            "p95": percentile(values, 0.95), "max": max(values)}
 
 
 @app.command()

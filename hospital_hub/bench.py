@@ -41,15 +41,9 @@ from shared.messages import ErDecisionV1, decode, encode
 from shared.messages.envelope import Envelope
 from shared.mqtt import PahoCommunicator
 from shared.settings import MqttSettings
+from shared.stats import percentile
 
 logger = logging.getLogger(__name__)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _client(settings: dict[str, Any], name: str) -> PahoCommunicator:
@@ -292,10 +286,10 @@ def _figures(cases: dict[str, Any], positions: dict[str, Any], ers: dict[str, An
         "cases_published": len(sent),
         "cases_per_s": round(len(offered) / max(1e-9, last_offer - first), 1),
         "positions_per_s": round(positions["count"] / max(1e-9, positions["seconds"]), 1),
-        "publish_to_offer_ms_p50": round(_percentile(publish_to_offer, 0.5), 1),
-        "publish_to_offer_ms_p95": round(_percentile(publish_to_offer, 0.95), 1),
-        "accept_to_ambulance_ms_p50": round(_percentile(accept_to_ambulance, 0.5), 1),
-        "accept_to_ambulance_ms_p95": round(_percentile(accept_to_ambulance, 0.95), 1),
+        "publish_to_offer_ms_p50": round(percentile(publish_to_offer, 0.5), 1),
+        "publish_to_offer_ms_p95": round(percentile(publish_to_offer, 0.95), 1),
+        "accept_to_ambulance_ms_p50": round(percentile(accept_to_ambulance, 0.5), 1),
+        "accept_to_ambulance_ms_p95": round(percentile(accept_to_ambulance, 0.95), 1),
         "lost": len(sent) - len(accepted),
         "double_offered": len(double),
         "hub_workers": workers,

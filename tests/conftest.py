@@ -10,10 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from shared.broker import MosquittoBroker, find_mosquitto
+from shared.broker import MosquittoBroker
 from shared.datapaths import ENV_VAR, data_dir
 from shared.settings import MqttSettings
-from tests.services import create_database, drop_database, postgres_server, require
+from tests.services import (
+    create_database,
+    drop_database,
+    postgres_server,
+    require,
+    running_mosquitto,
+)
 
 CHROMIUM = Path(os.environ.get("GOLDENHOUR_CHROMIUM", "/usr/bin/chromium"))
 
@@ -29,11 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def mosquitto() -> Iterator[MosquittoBroker]:
     """One real Mosquitto for the session, on a free loopback port."""
-    require(find_mosquitto() is not None, "mosquitto is not installed (apt-get install mosquitto)")
-    broker = MosquittoBroker()
-    broker.start()
-    yield broker
-    broker.cleanup()
+    with running_mosquitto() as broker:
+        yield broker
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import pytest
 
 from hospital_hub import pgserver
+from shared.broker import MosquittoBroker, find_mosquitto
 
 
 def require(condition: bool, reason: str) -> None:
@@ -23,6 +24,18 @@ def require(condition: bool, reason: str) -> None:
     if os.environ.get("GOLDENHOUR_REQUIRE_SERVICES") == "1":
         pytest.fail(f"required service missing: {reason}")
     pytest.skip(reason)
+
+
+@contextmanager
+def running_mosquitto() -> Iterator[MosquittoBroker]:
+    """A real Mosquitto on a free loopback port; skipped (or failed) when not installed."""
+    require(find_mosquitto() is not None, "mosquitto is not installed (apt-get install mosquitto)")
+    broker = MosquittoBroker()
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.cleanup()
 
 
 @contextmanager

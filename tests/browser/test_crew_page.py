@@ -22,7 +22,7 @@ from hospital_hub.simulated_er import SimulatedEr, always
 from shared.broker import MosquittoBroker, find_mosquitto, free_port
 from shared.settings import MqttSettings
 from tests.integration.conftest import xray  # noqa: F401  (fixture)
-from tests.services import require, wait_until
+from tests.services import require, running_mosquitto, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -34,11 +34,8 @@ VIEWPORT = {"width": 1024, "height": 768}
 def crew_broker() -> Iterator[MosquittoBroker]:
     """A Mosquitto of this module's own: the simulated ERs publish retained
     capacity, which must not leak into other tests on the session broker."""
-    require(find_mosquitto() is not None, "mosquitto is not installed (apt-get install mosquitto)")
-    broker = MosquittoBroker()
-    broker.start()
-    yield broker
-    broker.cleanup()
+    with running_mosquitto() as broker:
+        yield broker
 
 
 @pytest.fixture
