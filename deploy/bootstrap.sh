@@ -41,7 +41,8 @@ fi
   || { echo "goldenhour needs Python 3.11 or newer ($PY is older)" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 extras="edge,hub,embedded-broker"
-[ "$profile" = test ] && extras="$extras,dev"
+# The tests train tiny models and compare backends with the torch reference.
+[ "$profile" = test ] && extras="$extras,train,dev"
 stamp=".venv/.installed-${profile}-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "goldenhour: installing Python packages (.[${extras}]) into .venv" >&2

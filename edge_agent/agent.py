@@ -19,8 +19,9 @@ from typing import Any
 
 from edge_agent.chunks import MEDIA_TYPES, image_chunks
 from edge_agent.outbox import Outbox, OutboxSender, Pending
-from edge_agent.pipeline import DiagnosisPipeline
+from edge_agent.pipeline import DiagnosisPipeline, build_pipeline
 from edge_agent.settings import EdgeSettings
+from edge_agent.triage import assess
 from shared import topics
 from shared.errors import InputImageError, MessagingError
 from shared.ids import new_case_id
@@ -90,7 +91,7 @@ class EdgeAgent:
                                   ambulance_id=self.ambulance_id) if announce else None,
         )
         self.messenger = Messenger(self.communicator, sender=self.ambulance_id)
-        self.pipeline = pipeline or DiagnosisPipeline()
+        self.pipeline = pipeline or build_pipeline(settings)
         self.position = Position(lat=settings.lat, lon=settings.lon)
         self.outbox = Outbox(
             outbox_path or settings.state_dir / f"outbox-{self.ambulance_id}.sqlite3",
@@ -174,12 +175,26 @@ class EdgeAgent:
             ValidationError: the update lacks what its action needs.
             OutboxFull: the outbox is at its disk budget.
         """
+        if action == "vitals" and fields.get("vitals") is not None and "triage" not in fields:
+            diagnosis = self._diagnosis(case_id)
+            if diagnosis is not None:
+                fields["triage"] = assess(diagnosis.findings, fields["vitals"],
+                                          placeholder=diagnosis.model.placeholder)
         payload = CaseUpdateV1(ambulance_id=self.ambulance_id, action=action, **fields)
         self.outbox.put([self._message("update", None, topics.CASE_UPDATE, payload, case_id)],
                         case_id)
         self.outbox.save_case_doc(case_id, f"update:{action}", payload.model_dump_json())
         self.sender.wake()
         logger.info("case update queued", extra={"case_id": case_id, "action": action})
+
+    def _diagnosis(self, case_id: str) -> DiagnosisV1 | None:
+        """The case's diagnosis, from memory or (after a restart) from the outbox's documents."""
+        with self._lock:
+            record = self.cases.get(case_id)
+        if record is not None and record.diagnosis is not None:
+            return record.diagnosis
+        stored = self.outbox.case_docs(case_id).get("diagnosis")
+        return DiagnosisV1.model_validate_json(stored) if stored else None
 
     def _message(self, kind: str, ref: str | None, spec: topics.TopicSpec, payload: Payload,
                  case_id: str) -> tuple[str, str | None, str, bytes, int, bool]:

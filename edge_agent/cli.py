@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from edge_agent.agent import EdgeAgent
-from edge_agent.settings import load_edge_settings
+from edge_agent.settings import EdgeSettings, load_edge_settings
 from shared.errors import GoldenhourError, InputImageError
 from shared.lifecycle import stop_event
 from shared.logs import configure_logging
@@ -41,10 +41,18 @@ def run(
     http_host: Annotated[str | None, typer.Option(
         help="Address the crew page binds to (default: GOLDENHOUR_EDGE_HTTP_HOST, "
         "127.0.0.1).")] = None,
+    dicom_port: Annotated[int | None, typer.Option(
+        min=1, max=65535, help="Receive X-rays by DICOM C-STORE on this port, as an X-ray unit "
+        "sends to PACS (default: GOLDENHOUR_EDGE_DICOM_PORT; off when neither is set).")] = None,
+    watch: Annotated[Path | None, typer.Option(
+        help="Diagnose every X-ray file dropped into this folder; processed files move to "
+        "done/, unusable ones to failed/ with the reason (default: GOLDENHOUR_EDGE_WATCH_DIR).")
+    ] = None,
 ) -> None:
-    """Run the agent: announce the ambulance, report positions, and (with
-    --folder) diagnose and send an X-ray every --interval seconds; with
-    --http-port, serve the crew page in the same process."""
+    """Run the agent: announce the ambulance, report positions, and take X-rays
+    from a DICOM C-STORE receiver (--dicom-port), a watched folder (--watch) or a
+    simulated X-ray unit (--folder, one every --interval seconds); with
+    --http-port, serve the crew page in the same process. Each image becomes a case."""
     settings = load_edge_settings()
     configure_logging(settings.log_level, settings.log_format, service=settings.ambulance_id)
     agent = EdgeAgent(settings)
@@ -58,6 +66,7 @@ def run(
         crew = CrewServer(agent, host=http_host or settings.http_host, port=port)
         crew.start()
         console.print(f"crew page: {crew.url}/")
+    receivers = _start_receivers(agent, settings, dicom_port, watch)
     images = _images(folder) if folder else []
     random.Random(seed).shuffle(images)
     if not images:
@@ -85,9 +94,42 @@ def run(
     except KeyboardInterrupt:
         pass
     finally:
+        for receiver in receivers:
+            receiver.stop()
         if crew is not None:
             crew.stop()
         agent.stop()
+
+
+def _start_receivers(agent: EdgeAgent, settings: EdgeSettings, dicom_port: int | None,
+                     watch: Path | None) -> list[Any]:
+    """The DICOM receiver and the watched folder that were asked for, started.
+
+    Their callback raises on a bad image, so the X-ray unit gets a failure
+    status and a watched file moves to failed/ with the reason: nothing is lost
+    silently.
+    """
+    from edge_agent.receivers import DicomStorageSCP, WatchFolder
+
+    def on_image(path: Path) -> None:
+        record = agent.submit(path)
+        console.print(f"case {record.case_id}: triage {record.triage_level}")
+
+    receivers: list[Any] = []
+    port = dicom_port or settings.dicom_port
+    if port:
+        scp = DicomStorageSCP(settings.state_dir / "dicom-inbox", on_image, ae_title=settings.dicom_ae_title,
+                              port=port, host=settings.dicom_host)
+        scp.start()
+        receivers.append(scp)
+        console.print(f"DICOM C-STORE receiver: AE title {settings.dicom_ae_title} on port {scp.port}")
+    folder = watch or settings.watch_dir
+    if folder:
+        watcher = WatchFolder(folder, on_image)
+        watcher.start()
+        receivers.append(watcher)
+        console.print(f"watching {folder} ({watcher.watching})")
+    return receivers
 
 
 def _digest(path: Path) -> str:

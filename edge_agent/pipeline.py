@@ -1,5 +1,6 @@
-"""The diagnosis pipeline in explicit stages: decode -> preprocess -> classify
--> postprocess -> triage, each timed."""
+"""The diagnosis pipeline in explicit stages, each timed: decode -> ood (is it
+a chest radiograph?) -> preprocess -> classify -> postprocess -> heatmap ->
+triage (NEWS2 from the crew's vitals with the image findings)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,14 @@ from typing import Protocol
 import numpy as np
 from pydantic import ValidationError
 
+from edge_agent.classifier import ModelClassifier, Prediction, load_classifier
+from edge_agent.detector import ModelDetector, load_detector
+from edge_agent.heatmap import heat_map, overlay_jpeg
 from edge_agent.imaging import LoadedImage, load_image, thumbnail_jpeg
+from edge_agent.ood import check_chest_radiograph
 from edge_agent.placeholder import PlaceholderClassifier
-from edge_agent.triage import triage
+from edge_agent.settings import PLACEHOLDER, EdgeSettings
+from edge_agent.triage import assess
 from shared.errors import InputImageError
 from shared.findings import FINDINGS, Finding
 from shared.messages import (
@@ -24,9 +30,12 @@ from shared.messages import (
     FindingScore,
     ImageInfo,
     ModelInfo,
+    Overlay,
     Patient,
     Position,
+    Region,
     Triage,
+    Vitals,
 )
 
 logger = logging.getLogger(__name__)
@@ -47,8 +56,9 @@ class Classifier(Protocol):
 class DiagnosisPipeline:
     """Turns an X-ray file into a :class:`DiagnosisV1` payload."""
 
-    def __init__(self, classifier: Classifier | None = None) -> None:
+    def __init__(self, classifier: Classifier | None = None, detector: ModelDetector | None = None) -> None:
         self.classifier: Classifier = classifier or PlaceholderClassifier()
+        self.detector = detector
         self._thresholds = self.classifier.thresholds()
 
     def run(
@@ -59,6 +69,7 @@ class DiagnosisPipeline:
         position: Position,
         patient: Patient | None = None,
         captured_at: datetime | None = None,
+        vitals: Vitals | None = None,
     ) -> DiagnosisV1:
         """Diagnose one image.
 
@@ -75,10 +86,21 @@ class DiagnosisPipeline:
 
         with stage("decode"):
             image = load_image(path)
+        with stage("ood"):
+            # Not a chest radiograph (a photo, a negative, another body part): say so
+            # instead of diagnosing it.
+            check_chest_radiograph(image.pixels, source_was_colour=image.source_was_colour
+                                   ).raise_if_not_ok(image.source)
+        model = self.classifier if isinstance(self.classifier, ModelClassifier) else None
         with stage("preprocess"):
             thumbnail = thumbnail_jpeg(image.pixels)
+            batch = model.preprocess(image.pixels) if model else None
         with stage("classify"):
-            probabilities = self.classifier.predict(image.pixels)
+            if model is not None and batch is not None:
+                prediction = model.infer(batch)
+            else:
+                prediction = Prediction(self.classifier.predict(image.pixels), None)
+            probabilities = prediction.probabilities
         with stage("postprocess"):
             scores = [
                 FindingScore(finding=finding, probability=float(p),
@@ -87,11 +109,17 @@ class DiagnosisPipeline:
             ]
             order = np.argsort(-probabilities, kind="stable")[:3]
             top3 = [FINDINGS[i] for i in order]
+        with stage("heatmap"):
+            overlays, regions = self._heat_maps(image, prediction, top3)
+        if self.detector is not None:
+            with stage("localise"):
+                regions = self.detector.detect(image.pixels)[:32] + regions
         with stage("triage"):
-            level = triage(scores, placeholder=self.classifier.info.placeholder)
+            level = assess(scores, vitals, placeholder=self.classifier.info.placeholder)
         try:
             diagnosis = self._message(image, thumbnail, scores, top3, level, timings,
-                                      ambulance_id, position, patient, captured_at)
+                                      ambulance_id, position, patient, captured_at,
+                                      overlays=overlays, regions=regions, vitals=vitals)
         except ValidationError as exc:
             raise InputImageError(f"{image.source}: cannot describe this image in a "
                                   f"diagnosis message ({exc.errors()[0]['msg']})") from exc
@@ -101,10 +129,29 @@ class DiagnosisPipeline:
                                         "ms": round(sum(timings.values()), 1)})
         return diagnosis
 
+    def _heat_maps(self, image: LoadedImage, prediction: Prediction, top3: list[Finding]
+                   ) -> tuple[list[Overlay] | None, list[Region]]:
+        """Overlays for the top 3; a region for each of them that is above its threshold."""
+        if prediction.cam is None:
+            return None, []
+        overlays, regions = [], []
+        for finding in top3:
+            index = FINDINGS.index(finding)
+            heat = heat_map(finding, prediction.cam[index])
+            overlays.append(Overlay(finding=finding, jpeg=overlay_jpeg(image.pixels, heat),
+                                    peak_x=heat.peak_x, peak_y=heat.peak_y))
+            probability = float(prediction.probabilities[index])
+            if probability >= self._thresholds[finding]:
+                x1, y1, x2, y2 = heat.box
+                regions.append(Region(finding=finding, x1=x1, y1=y1, x2=x2, y2=y2,
+                                      score=probability, source="heatmap"))
+        return overlays, regions
+
     def _message(self, image: LoadedImage, thumbnail: bytes, scores: list[FindingScore],
                  top3: list[Finding], level: Triage, timings: dict[str, float],
                  ambulance_id: str, position: Position, patient: Patient | None,
-                 captured_at: datetime | None) -> DiagnosisV1:
+                 captured_at: datetime | None, *, overlays: list[Overlay] | None = None,
+                 regions: list[Region] | None = None, vitals: Vitals | None = None) -> DiagnosisV1:
         return DiagnosisV1(
             ambulance_id=ambulance_id,
             captured_at=captured_at or datetime.now(UTC),
@@ -117,4 +164,28 @@ class DiagnosisPipeline:
             triage=level,
             timings_ms=timings,
             patient=patient,
+            overlays=overlays,
+            regions=regions or [],
+            vitals=vitals,
         )
+
+
+def build_pipeline(settings: EdgeSettings) -> DiagnosisPipeline:
+    """The pipeline the settings ask for; a missing or altered model is an error
+    here, at start-up, not at the first patient.
+
+    Raises:
+        ModelManifestError: the model is not in the manifest or fails its check.
+    """
+    if settings.model == PLACEHOLDER:
+        logger.warning("running the PLACEHOLDER classifier: its results mean nothing")
+        return DiagnosisPipeline(PlaceholderClassifier())
+    classifier = load_classifier(settings.backend, name=settings.model, version=settings.model_version,
+                                 models_dir=settings.models_dir)
+    detector = None
+    if settings.detector:
+        detector = load_detector(settings.backend, name=settings.detector, models_dir=settings.models_dir)
+        if detector is None:
+            logger.warning("no detector %s in the manifest: regions come from heat maps only",
+                           settings.detector)
+    return DiagnosisPipeline(classifier, detector)

@@ -8,8 +8,12 @@ from typing import Any
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edge_agent.backends import BackendConfig, OpenVinoConfig
 from shared.ids import Identifier
+from shared.manifest import DEFAULT_MODELS_DIR
 from shared.settings import LogFormat, MqttSettings
+
+PLACEHOLDER = "placeholder"
 
 
 class EdgeSettings(BaseSettings):
@@ -45,6 +49,23 @@ class EdgeSettings(BaseSettings):
     (sessions then end with a restart)."""
     crew_session_ttl_s: float = Field(default=12 * 3600.0, gt=0)
     """How long a crew page session lasts (one shift)."""
+    dicom_port: int | None = Field(default=None, ge=1, le=65535)
+    """Receive X-rays by DICOM C-STORE on this port (``edge run --dicom-port``); None: off."""
+    dicom_host: str = "0.0.0.0"
+    """The X-ray unit is another box on the ambulance's network, so all interfaces."""
+    dicom_ae_title: str = Field(default="GOLDENHOUR", max_length=16)
+    watch_dir: Path | None = None
+    """Diagnose every X-ray file dropped into this folder (``edge run --watch``)."""
+    model: str = "chest-effnetlite0"
+    """Classifier name in the manifest; ``placeholder`` runs the labelled non-model
+    stand-in (demos of the messaging only)."""
+    model_version: str | None = None
+    """None: the newest version of ``model`` in the manifest."""
+    models_dir: Path = DEFAULT_MODELS_DIR
+    detector: str | None = "chest-yolo"
+    """Box detector in the manifest; None (or absent from the manifest): heat-map regions only."""
+    backend: BackendConfig = Field(default_factory=OpenVinoConfig)
+    """Inference backend by kind: ``GOLDENHOUR_EDGE_BACKEND__KIND=onnxruntime``."""
     log_level: str = "INFO"
     log_format: LogFormat = "text"
 

@@ -441,6 +441,26 @@ def get_thumbnail(user: CaseReader, case: ReadableCase, request: Request, sessio
                     headers={"Cache-Control": "private, no-store"})
 
 
+@api.get("/cases/{case_id}/overlays/{finding}.jpg", response_class=Response,
+         responses={200: {"content": {"image/jpeg": {}}}})
+def get_overlay(finding: str, user: CaseReader, case: ReadableCase, request: Request,
+                session: SessionDep, security: SecurityDep,
+                diagnosis: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> Response:
+    """A top-3 finding's AI heat map blended over the X-ray (a small JPEG): where
+    the model's evidence is, not a diagnosis. From the latest diagnosis, or the
+    one whose id ``diagnosis`` names (as the record lists them); 404 when that
+    diagnosis has no heat map for the finding (models without them, other findings)."""
+    query = select(CaseDiagnosis).where(CaseDiagnosis.case_id == case.id)
+    if diagnosis is not None:
+        query = query.where(CaseDiagnosis.id == diagnosis)
+    row = session.exec(query.order_by(col(CaseDiagnosis.id).desc())).first()
+    data = views.overlay_jpeg(row.payload, finding) if row is not None else None
+    if data is None:
+        raise HTTPException(404, f"no heat map of {finding[:40]} for case {case.id}")
+    security.access.viewed(user, "overlay", [case.id], _client(request))
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
 @api.get("/cases/{case_id}/image", response_class=Response)
 def get_image(user: CaseReader, case: ReadableCase, request: Request, session: SessionDep,
               security: SecurityDep) -> Response:
@@ -765,9 +785,10 @@ def er_page(hospital_id: str, user: PageHospitalViewer, request: Request, sessio
 def er_case_page(hospital_id: str, case_id: str, user: PageHospitalViewer, request: Request,
                  session: SessionDep, runtime: RuntimeDep, security: SecurityDep,
                  error: str | None = None) -> HTMLResponse:
-    """One case offered to this ER: the X-ray viewer, the AI findings, triage,
-    patient, vitals, handover, ETA and position, Accept and Decline (404 for a
-    case not offered to this ER)."""
+    """One case offered to this ER: the X-ray viewer with the AI boxes and heat
+    maps, the AI findings and the model, triage and its reasons, patient,
+    vitals, handover, ETA and position, Accept and Decline (404 for a case not
+    offered to this ER)."""
     hospital = session.get(Hospital, hospital_id)
     case = session.get(Case, case_id)
     offer = session.exec(select(Offer).where(Offer.case_id == case_id,
@@ -776,9 +797,13 @@ def er_case_page(hospital_id: str, case_id: str, user: PageHospitalViewer, reque
         raise HTTPException(404, f"no case {case_id}")
     security.access.viewed(user, "case_page", [case.id], _client(request), hospital_id=hospital_id)
     details = views.case_details(session, case)
+    t = i18n.translator(_lang(request))
     viewer = {"case_id": case.id, "regions": details["regions"],
               "preview": f"/api/cases/{case.id}/preview.png",
-              "thumbnail": f"/api/cases/{case.id}/thumbnail.jpg"}
+              "thumbnail": f"/api/cases/{case.id}/thumbnail.jpg",
+              "heatmaps": [{"finding": h["finding"], "url": h["url"]} for h in details["heatmaps"]],
+              "sources": {"heatmap": t("source.heatmap"), "detector": t("source.detector"),
+                          "": t("source.unknown")}}
     return _render(request, "case.html", user, **{
         "hospital": _hospital_public(hospital, runtime.settings.capacity_stale_s),
         "case": case, "offer": offer, "details": details, "viewer": viewer,

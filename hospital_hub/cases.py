@@ -397,6 +397,11 @@ class CaseService:
                 self._add_vitals(session, case, update_.vitals)
                 self._event(session, case, "vitals", actor,
                             **update_.vitals.model_dump(mode="json", exclude_none=True))
+                if update_.triage:
+                    case.triage_level, case.triage_label = update_.triage.level, update_.triage.label
+                    self._event(session, case, "triage", actor, level=update_.triage.level,
+                                label=update_.triage.label, reasons=update_.triage.reasons,
+                                model=case.model_name)
             elif update_.action == "handover" and update_.handover:
                 case.handover = dict(update_.handover)
                 self._event(session, case, "handover", actor)

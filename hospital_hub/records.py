@@ -20,6 +20,7 @@ from hospital_hub.models import (
     Hospital,
     Offer,
 )
+from hospital_hub.views import without_overlay_bytes
 from shared.errors import NotFound
 from shared.findings import Finding
 
@@ -91,7 +92,11 @@ def case_record(session: Session, case_id: str) -> dict[str, Any]:
         "patient": {"name": case.patient_name or "unknown", "estimated_age": case.patient_age,
                     "sex": case.patient_sex, "chief_complaint": case.chief_complaint},
         "accepted_hospital": names.get(case.accepted_hospital_id or ""),
-        "diagnoses": [d.model_dump(mode="json", exclude={"thumbnail_jpeg"}) for d in diagnoses],
+        # Heat-map overlays are images: the record names their URL instead of
+        # carrying them (GET /api/cases/{id}/overlays/{finding}.jpg?diagnosis={id}).
+        "diagnoses": [{**d.model_dump(mode="json", exclude={"thumbnail_jpeg", "payload"}),
+                       "payload": without_overlay_bytes(case_id, d.payload, d.id)}
+                      for d in diagnoses],
         "triage_history": [{"at": e.at.isoformat(), **e.detail} for e in events
                            if e.kind == "triage"],
         "vitals": [v.model_dump(mode="json", exclude={"id", "case_id"}) for v in vitals],
@@ -148,10 +153,19 @@ def case_pdf(record: dict[str, Any]) -> bytes:
         positive = [s["finding"] for s in payload["findings"]
                     if s["probability"] >= s["threshold"]]
         placeholder = " (PLACEHOLDER, not a diagnosis)" if diagnosis["placeholder_model"] else ""
-        placeholder = " (PLACEHOLDER, not a diagnosis)" if diagnosis["placeholder_model"] else ""
+        sha = f" sha256 {diagnosis['model_sha256'][:12]}" if diagnosis.get("model_sha256") else ""
         line(f"{diagnosis['received_at']}: model {diagnosis['model_name']} "
-             f"{diagnosis['model_version']}{placeholder}; top 3: {', '.join(payload['top3'])}; "
+             f"{diagnosis['model_version']}{sha}{placeholder}; top 3: {', '.join(payload['top3'])}; "
              f"above threshold: {', '.join(positive) or 'none'}")
+        for region in payload.get("regions", []):
+            source = {"heatmap": "heat map", "detector": "detector"}.get(
+                region.get("source") or "", "source not given")
+            line(f"  AI box: {region['finding']} {region['score']:.2f} ({source}) at "
+                 f"x {region['x1']:.2f}-{region['x2']:.2f}, y {region['y1']:.2f}-{region['y2']:.2f}")
+        heat = [o.get("finding") for o in payload.get("overlays") or []]
+        if heat:
+            line(f"  AI heat maps (where the model's evidence is, not a diagnosis): "
+                 f"{', '.join(map(str, heat))}")
     heading("Vital signs")
     for vitals in record["vitals"] or [{"taken_at": "none recorded"}]:
         line(", ".join(f"{k}={v}" for k, v in vitals.items() if v is not None))

@@ -35,7 +35,8 @@ PURGED = "personal_data_deleted"
 """The kind of the event that marks a case as done."""
 PERSONAL_EVENT_KINDS = ("patient", "vitals", "handover")
 """Case events whose details are personal data."""
-PERSONAL_PAYLOAD_KEYS = ("patient", "vitals")
+PERSONAL_PAYLOAD_KEYS = ("patient", "vitals", "overlays")
+"""``overlays`` are the patient's X-ray with heat maps blended over it."""
 
 
 def purge_expired(engine: Engine, retention_days: float | None, now: datetime | None = None,

@@ -49,7 +49,10 @@ def _register_plugins() -> None:
             sub = entry.load()
         except ImportError as exc:
             sub = _missing_extra(entry.name, exc)
-        app.add_typer(sub, name=entry.name)
+        if isinstance(sub, typer.Typer):
+            app.add_typer(sub, name=entry.name)
+        else:  # a single command, e.g. ``goldenhour diagnose PATH``
+            app.command(entry.name)(sub)
     for entry in sorted(entry_points(group="goldenhour.bench"), key=lambda e: e.name):
         try:
             bench_app.command(entry.name)(entry.load())

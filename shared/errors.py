@@ -92,3 +92,48 @@ class CaseError(GoldenhourError):
 
 class NotFound(CaseError):
     """A case, offer or hospital that does not exist."""
+
+
+# --- Image ingest (edge_agent/imaging.py, edge_agent/ood.py): specific kinds of
+# InputImageError, so that a caller can tell the crew what to do about each.
+
+
+class CorruptImageError(InputImageError):
+    """A file that is truncated, damaged or not the format it claims to be."""
+
+
+class NoPixelDataError(InputImageError):
+    """A DICOM object that carries no image (a report, a structured document)."""
+
+
+class UnsupportedImageError(InputImageError):
+    """A readable image in a form the edge does not handle (transfer syntax
+    without a decoder, bit depth, several frames, file format)."""
+
+
+class PhotometricInterpretationError(UnsupportedImageError):
+    """A colour (RGB, YBR, palette) or unknown DICOM photometric interpretation:
+    a radiograph is MONOCHROME1 or MONOCHROME2."""
+
+
+class ImageTooLargeError(InputImageError):
+    """Dimensions beyond any chest X-ray (a decompression bomb), refused from
+    the header before any pixels are decoded."""
+
+
+class ImageTooSmallError(InputImageError):
+    """Dimensions too small to be a diagnostic chest X-ray."""
+
+
+class BlankImageError(InputImageError):
+    """An image with no contrast: every pixel shows the same grey."""
+
+
+class NotFrontalViewError(InputImageError):
+    """The DICOM View Position says lateral, oblique or decubitus: not a
+    frontal (PA or AP) chest view, which is all the model reads."""
+
+
+class NotChestRadiographError(InputImageError):
+    """The out-of-distribution guard judged the image not to be a chest
+    radiograph (a colour photo, a document, a negative, noise, ...)."""

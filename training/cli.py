@@ -1,8 +1,15 @@
-"""``goldenhour train ...``: data checks now; training comes with its own issues."""
+"""``goldenhour train ...``: data checks, classifier training, export and evaluation.
+
+Everything beyond ``data-summary`` needs the ``train`` extra (torch); imports
+happen inside the commands so that ``goldenhour train --help`` works without it.
+"""
 
 from __future__ import annotations
 
 import csv
+import logging
+import shlex
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -17,19 +24,32 @@ from shared.findings import FINDINGS, NO_FINDING
 app = typer.Typer(help="Training and data tools (the train extra adds torch).",
                   no_args_is_help=True)
 console = Console()
+logger = logging.getLogger(__name__)
+
+DataOption = Annotated[Path | None, typer.Option("--data", help=f"Data folder (default: ${ENV_VAR} "
+                                                 "or ../shared/data).")]
+
+
+def _data_root(folder: Path | None) -> Path:
+    root = folder or data_dir()
+    if root is None or not root.is_dir():
+        console.print(f"[red]no data folder found[/]; set {ENV_VAR} to the data folder "
+                      "(see README: obtaining the data)")
+        raise typer.Exit(2)
+    return root
+
+
+def invocation() -> str:
+    """The command line as typed, for the manifest."""
+    return "goldenhour " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 @app.command("data-summary")
-def data_summary(
-    folder: Annotated[Path | None, typer.Option(help=f"Data folder (default: ${ENV_VAR} "
-                                                "or ../shared/data).")] = None,
-) -> None:
+def data_summary(folder: DataOption = None) -> None:
     """Count images, patients and positives per finding in the NIH sample."""
-    root = folder or data_dir()
-    labels = root / "nih-cxr14-sample" / "labels.csv" if root else None
-    if labels is None or not labels.is_file():
-        console.print(f"[red]no NIH sample found[/]; set {ENV_VAR} to the data folder "
-                      "(see README: obtaining the data)")
+    labels = _data_root(folder) / "nih-cxr14-sample" / "labels.csv"
+    if not labels.is_file():
+        console.print(f"[red]no NIH sample at {labels}[/]")
         raise typer.Exit(2)
     with labels.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -44,3 +64,144 @@ def data_summary(
         table.add_row(str(finding), str(counts.get(str(finding), 0)))
     table.add_row(NO_FINDING, str(counts.get(NO_FINDING, 0)))
     console.print(table)
+
+
+@app.command("classify")
+def classify(
+    out: Annotated[Path, typer.Option(help="Run folder for logs, out-of-fold predictions and weights.")
+                   ] = Path("runs/classifier"),
+    folder: DataOption = None,
+    labels_csv: Annotated[Path | None, typer.Option("--labels", help="A Data_Entry CSV (full NIH layout); "
+                                                    "default: the sample's labels.csv.")] = None,
+    images: Annotated[Path | None, typer.Option(help="Image folder for --labels.")] = None,
+    folds: Annotated[int, typer.Option(min=2, help="Patient-wise stratified folds.")] = 5,
+    size: Annotated[int, typer.Option(help="Input side in pixels (multiple of 32).")] = 384,
+    cut: Annotated[int, typer.Option(help="Blocks kept frozen (lite0: 0..15).")] = 11,
+    views: Annotated[int, typer.Option(min=1, help="Cached views per image (1 plain + augmented).")] = 6,
+    epochs: Annotated[int, typer.Option(min=1)] = 12,
+    lr: float = 1e-3,
+    distill: Annotated[float, typer.Option(help="Weight of the teacher's soft labels (0 = off).")] = 0.0,
+    teacher: Annotated[bool, typer.Option(help="Load the teacher predictions file when present.")] = True,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N images (smoke tests).")] = None,
+    final: Annotated[bool, typer.Option(help="Also fit the shipped model on all images.")] = True,
+    seed: int = 0,
+    cache_file: Annotated[Path | None, typer.Option(help="Reuse cached views from (or save them to) "
+                                                    "this file across runs.")] = None,
+) -> None:
+    """Cross-validate the classifier, calibrate it on out-of-fold predictions and
+    fit the final model on all images."""
+    from training.run_classify import ClassifyRequest, run_classify
+
+    root = None if labels_csv else _data_root(folder)
+    request = ClassifyRequest(out=out, data_root=root, labels_csv=labels_csv, images=images,
+                              folds=folds, size=size, cut=cut, views=views, epochs=epochs, lr=lr,
+                              distill=distill, teacher=teacher, limit=limit, final=final, seed=seed,
+                              command=invocation(), cache_file=cache_file)
+    run_classify(request, console)
+
+
+@app.command("compare")
+def compare(
+    backbones: Annotated[str, typer.Option(help="Comma-separated: efficientnet-lite0 (ImageNet weights) "
+                                           "and/or timm names (from scratch).")
+                         ] = "efficientnet-lite0,mobilenetv3_small_100,efficientnet_b0",
+    out: Annotated[Path, typer.Option(help="Folder for one run per backbone and comparison.md.")
+                   ] = Path("runs/compare"),
+    folder: DataOption = None,
+    folds: Annotated[int, typer.Option(min=2)] = 5,
+    size: int = 224,
+    views: Annotated[int, typer.Option(min=1)] = 4,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N images (smoke tests).")] = None,
+    seed: int = 0,
+) -> None:
+    """The backbone comparison: identical patient-wise folds, per-finding and mean
+    out-of-fold AUC with 95% intervals, written as Markdown."""
+    from training.compare import run_compare
+
+    run_compare([b.strip() for b in backbones.split(",") if b.strip()], out, _data_root(folder),
+                folds=folds, size=size, views=views, epochs=epochs, limit=limit, seed=seed,
+                command=invocation(), console=console)
+
+
+@app.command("evaluate")
+def evaluate(
+    run: Annotated[Path, typer.Option(help="A run folder made by 'train classify'.")
+                   ] = Path("runs/classifier"),
+    out: Annotated[Path | None, typer.Option(help="Where to write the report (default: the run folder).")
+                   ] = None,
+) -> None:
+    """Per-finding AUC with 95% intervals (Markdown) and ROC curves (PNG) from a run's
+    out-of-fold predictions, on the whole set and the jrzech/reproduce-chexnet subset."""
+    from training.report import write_evaluation
+
+    for path in write_evaluation(run, out or run, console):
+        console.print(f"wrote {path}")
+
+
+@app.command("evaluate-localisation")
+def evaluate_localisation(
+    run: Annotated[Path, typer.Option(help="A run folder made by 'train classify' (with fold models).")
+                   ] = Path("runs/classifier"),
+    out: Annotated[Path | None, typer.Option(help="Where to write the report (default: the run folder).")
+                   ] = None,
+    folder: DataOption = None,
+) -> None:
+    """Heat-map localisation on held-out patients: the pointing-game hit rate per
+    finding against the radiologist boxes, with chance levels, as Markdown and PNG."""
+    from training.localisation import evaluate_heat_maps, write_localisation_report
+
+    root = _data_root(folder)
+    results = evaluate_heat_maps(run, root, console)
+    for path in write_localisation_report(results, out or run, root):
+        console.print(f"wrote {path}")
+    hits = sum(r.hit for r in results)
+    console.print(f"heat-map peak inside the right box: {hits}/{len(results)} "
+                  f"({hits / max(len(results), 1):.1%})")
+
+
+@app.command("detect")
+def detect(
+    out: Annotated[Path, typer.Option(help="Run folder (dataset, weights, reports).")
+                   ] = Path("runs/detector"),
+    folder: DataOption = None,
+    model: Annotated[str, typer.Option(help="ultralytics architecture, from scratch: yolov8n, yolov8s...")
+                     ] = "yolov8n",
+    size: Annotated[int, typer.Option(help="Input side (multiple of 32).")] = 512,
+    epochs: Annotated[int, typer.Option(min=1)] = 60,
+    batch: int = 16,
+    patience: Annotated[int, typer.Option(help="Early stopping: epochs without validation gain.")] = 15,
+    seed: int = 0,
+    name: str = "chest-yolo",
+    version: str = "1.0.0",
+    register: Annotated[bool, typer.Option(help="Export to models/ and add the manifest entry.")] = False,
+    models_dir: Annotated[Path | None, typer.Option(help="Default: the repository's models/.")] = None,
+) -> None:
+    """Train the box detector on the radiologist boxes (patient-wise split shared
+    with the classifier's folds), evaluate it on held-out patients, and with
+    --register export it (ONNX and OpenVINO IR, no NMS) into the manifest."""
+    from shared.manifest import DEFAULT_MODELS_DIR
+    from training.run_detect import run_detect
+
+    run_detect(_data_root(folder), out, models_dir or DEFAULT_MODELS_DIR, model=model, size=size,
+               epochs=epochs, batch=batch, patience=patience, seed=seed, name=name, version=version,
+               register=register, command=invocation(), console=console)
+
+
+@app.command("export")
+def export(
+    run: Annotated[Path, typer.Option(help="A run folder made by 'train classify'.")
+                   ] = Path("runs/classifier"),
+    name: str = "chest-effnetlite0",
+    version: str = "1.0.0",
+    models_dir: Annotated[Path | None, typer.Option(help="Default: the repository's models/.")] = None,
+    int8: Annotated[bool, typer.Option(help="Also write an NNCF INT8 OpenVINO model.")] = True,
+    folder: DataOption = None,
+) -> None:
+    """Export the run's final model to ONNX and OpenVINO IR (FP32, INT8), check
+    parity with torch, and write the manifest entry and model card."""
+    from shared.manifest import DEFAULT_MODELS_DIR
+    from training.export import export_run
+
+    export_run(run, name, version, models_dir or DEFAULT_MODELS_DIR, int8=int8,
+               data_root=_data_root(folder), console=console, command=invocation())

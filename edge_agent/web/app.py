@@ -194,6 +194,15 @@ def create_app(agent: EdgeAgent, *, crew_pin: str | None = None, session_secret:
         return render(request, "case.html", case=view, draft=views.draft_handover(view),
                       keys=views.ATMIST_KEYS, sent=sent, error_text=None)
 
+    @app.get("/cases/{case_id}/overlays/{finding}.jpg")
+    def overlay(case_id: str, finding: str) -> Response:
+        """A top-3 finding's AI heat map over the X-ray, from the case's stored diagnosis."""
+        data = views.overlay_jpeg(agent, case_id, finding)
+        if data is None:
+            return HTMLResponse("<h1>404: no such heat map</h1>", status_code=404)
+        return Response(data, media_type="image/jpeg",
+                        headers={"Cache-Control": "private, no-store"})
+
     def case_error(request: Request, case_id: str, text: str, status_code: int = 400
                    ) -> HTMLResponse:
         view = views.case(agent, case_id)

@@ -7,13 +7,15 @@ records as a fallback; nothing here talks to the broker.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from edge_agent.agent import EdgeAgent
-from shared.messages import CaseDecisionV1, CaseStatusV1, DiagnosisV1, Patient, Vitals
+from shared.messages import CaseDecisionV1, CaseStatusV1, DiagnosisV1, Patient, Triage, Vitals
 
 ATMIST_KEYS: tuple[str, ...] = ("age", "time", "mechanism", "injuries", "signs", "treatment")
 """The handover's keys, in ATMIST order."""
@@ -45,11 +47,46 @@ class CaseView:
     decision: CaseDecisionV1 | None = None
     vitals: Vitals | None = None
     handover: dict[str, str] | None = None
+    triage: Triage | None = None
+    """The current triage: re-assessed with the latest vitals sent, else the diagnosis's."""
+    reassessed: bool = False
+    """Whether :attr:`triage` comes from the crew's vitals (not the image alone)."""
 
     @property
     def created(self) -> str:
         """Creation time, UTC, for display."""
         return datetime.fromtimestamp(self.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+    @property
+    def heatmaps(self) -> list[dict[str, Any]]:
+        """The diagnosis's heat maps (top 3), each with its score, peak and boxes,
+        positions as CSS percentages of the image."""
+        if self.diagnosis is None or not self.diagnosis.overlays:
+            return []
+        scores = {s.finding: s for s in self.diagnosis.findings}
+        shown = []
+        for overlay in self.diagnosis.overlays:
+            score = scores[overlay.finding]
+            boxes = [{"left": _pct(r.x1), "top": _pct(r.y1), "width": _pct(r.x2 - r.x1),
+                      "height": _pct(r.y2 - r.y1), "score": r.score, "source": r.source}
+                     for r in self.diagnosis.regions if r.finding == overlay.finding]
+            shown.append({"finding": overlay.finding.value,
+                          "url": f"/cases/{self.case_id}/overlays/{overlay.finding.value}.jpg",
+                          "peak_x": _pct(overlay.peak_x), "peak_y": _pct(overlay.peak_y),
+                          "probability": score.probability, "threshold": score.threshold,
+                          "positive": score.positive, "boxes": boxes})
+        return shown
+
+    @property
+    def aspect(self) -> str:
+        """The image's width / height, for CSS ``aspect-ratio``."""
+        if self.diagnosis is None:
+            return "1 / 1"
+        return f"{self.diagnosis.image.width} / {self.diagnosis.image.height}"
+
+
+def _pct(value: float) -> float:
+    return round(min(1.0, max(0.0, value)) * 100, 2)
 
 
 def link(agent: EdgeAgent) -> LinkView:
@@ -94,7 +131,9 @@ def _view(agent: EdgeAgent, row: dict[str, object], unconfirmed: set[str]) -> Ca
     decision = _load(CaseDecisionV1, docs.get("decision")) or (record.decision if record
                                                                  else None)
     patient = _update_field(docs, "patient", Patient) or _load(Patient, docs.get("patient"))
-    level = row["triage_level"]
+    reassessed = _update_field(docs, "vitals", Triage, key="triage")
+    triage = reassessed or (diagnosis.triage if diagnosis else None)
+    level = triage.level if triage else row["triage_level"]
     return CaseView(
         case_id=case_id, created_at=float(row["created_at"]),  # type: ignore[arg-type]
         triage_level=int(level),  # type: ignore[call-overload]
@@ -102,19 +141,46 @@ def _view(agent: EdgeAgent, row: dict[str, object], unconfirmed: set[str]) -> Ca
         patient=patient, status=status, decision=decision,
         vitals=_update_field(docs, "vitals", Vitals),
         handover=(json.loads(docs["update:handover"]).get("handover")
-                  if "update:handover" in docs else None))
+                  if "update:handover" in docs else None),
+        triage=triage, reassessed=reassessed is not None)
 
 
 def _load(model: Any, text: str | None) -> Any:
     return model.model_validate_json(text) if text else None
 
 
-def _update_field(docs: dict[str, str], action: str, model: Any) -> Any:
+def _update_field(docs: dict[str, str], action: str, model: Any, key: str | None = None) -> Any:
+    """A field (``key``, default the action's own) of the latest update of that action."""
     text = docs.get(f"update:{action}")
     if not text:
         return None
-    value = json.loads(text).get(action)
+    value = json.loads(text).get(key or action)
     return model.model_validate(value) if value else None
+
+
+def overlay_jpeg(agent: EdgeAgent, case_id: str, finding: str) -> bytes | None:
+    """One finding's heat-map overlay of the case's diagnosis (from memory, else
+    from the outbox's stored diagnosis), or None."""
+    record = agent.cases.get(case_id)
+    diagnosis = record.diagnosis if record and record.diagnosis else None
+    if diagnosis is None:
+        diagnosis = _load(DiagnosisV1, agent.outbox.case_docs(case_id).get("diagnosis"))
+    for overlay in (diagnosis.overlays or []) if diagnosis else []:
+        if overlay.finding.value == finding:
+            return _jpeg(overlay.jpeg)
+    return None
+
+
+def _jpeg(data: bytes) -> bytes | None:
+    """The JPEG itself, also when a stored document kept it as base64 text."""
+    if data.startswith(b"\xff\xd8"):
+        return data
+    try:
+        text = data.decode("ascii").replace("-", "+").replace("_", "/")
+        decoded = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (UnicodeDecodeError, ValueError, binascii.Error):
+        return None
+    return decoded if decoded.startswith(b"\xff\xd8") else None
 
 
 def vitals_text(vitals: Vitals | None) -> str:

@@ -1,12 +1,17 @@
 // X-ray viewer on a <canvas>: zoom (wheel, buttons), pan (drag), window/level
-// (sliders, or right-drag / shift-drag), overlay boxes from the diagnosis.
+// (sliders, or right-drag / shift-drag), overlay boxes from the diagnosis (labelled
+// with their source: heat map or detector), and a finding's AI heat map over the image.
 (function () {
   "use strict";
   const canvas = document.getElementById("xray");
   if (!canvas) return;
   const data = JSON.parse(document.getElementById("case-data").textContent);
   const ctx = canvas.getContext("2d");
-  const state = { zoom: 1, panX: 0, panY: 0, window: 255, level: 128, boxes: true, source: "none" };
+  const state = { zoom: 1, panX: 0, panY: 0, window: 255, level: 128, boxes: true, source: "none",
+                  heatmap: false, heatmapIndex: 0 };
+  const heatmaps = data.heatmaps || [];
+  const heatImages = {};    // index -> loaded overlay <img> (the X-ray with the heat map blended in)
+  const sources = data.sources || {};
   let grey = null;            // Uint8ClampedArray of grey levels of the source image
   let width = 0, height = 0;  // source image size
   const shown = document.createElement("canvas");  // the source after window/level
@@ -43,15 +48,21 @@
     ctx.setTransform(t.s, 0, 0, t.s, t.tx, t.ty);
     ctx.imageSmoothingEnabled = state.zoom < 2;
     ctx.drawImage(shown, 0, 0);
+    const heat = state.heatmap ? heatImages[state.heatmapIndex] : null;
+    if (heat && heat.complete && heat.naturalWidth) ctx.drawImage(heat, 0, 0, width, height);
     if (state.boxes) {
       ctx.lineWidth = 2 / t.s;
-      ctx.strokeStyle = "#ffcc00";
-      ctx.fillStyle = "#ffcc00";
       ctx.font = (12 / t.s) + "px sans-serif";
       data.regions.forEach(function (r) {
+        const colour = r.source === "detector" ? "#00e5ff" : "#ffcc00";
+        ctx.strokeStyle = colour;
+        ctx.fillStyle = colour;
+        ctx.setLineDash(r.source ? [] : [6 / t.s, 4 / t.s]);
         ctx.strokeRect(r.x1 * width, r.y1 * height, (r.x2 - r.x1) * width, (r.y2 - r.y1) * height);
-        ctx.fillText(r.finding + " " + Math.round(r.score * 100) + "%", r.x1 * width + 2 / t.s, r.y1 * height - 3 / t.s);
+        const label = r.finding + " " + Math.round(r.score * 100) + "% · " + (sources[r.source || ""] || "");
+        ctx.fillText(label, r.x1 * width + 2 / t.s, r.y1 * height - 3 / t.s);
       });
+      ctx.setLineDash([]);
     }
     const m = ctx.getTransform();
     canvas.dataset.transform = [m.a, m.b, m.c, m.d, m.e, m.f].map(function (v) { return v.toFixed(3); }).join(",");
@@ -83,6 +94,15 @@
 
   function loadBest() {
     load(data.preview, "full", function () { if (state.source === "none") load(data.thumbnail, "thumbnail"); });
+  }
+
+  function loadHeatmap() {
+    const i = state.heatmapIndex;
+    if (!state.heatmap || !heatmaps[i] || heatImages[i]) return;
+    const img = new Image();
+    img.onload = draw;
+    img.src = heatmaps[i].url;
+    heatImages[i] = img;
   }
 
   function setZoom(zoom, cx, cy) {
@@ -140,6 +160,20 @@
   document.getElementById("ww").addEventListener("input", function (e) { setWindowLevel(Number(e.target.value), state.level); });
   document.getElementById("wl").addEventListener("input", function (e) { setWindowLevel(state.window, Number(e.target.value)); });
   document.getElementById("toggle-boxes").addEventListener("change", function (e) { state.boxes = e.target.checked; draw(); });
+  const toggleHeatmap = document.getElementById("toggle-heatmap");
+  if (toggleHeatmap && heatmaps.length) {
+    toggleHeatmap.addEventListener("change", function (e) { state.heatmap = e.target.checked; loadHeatmap(); draw(); });
+  }
+  const pickHeatmap = document.getElementById("heatmap-finding");
+  if (pickHeatmap) {
+    pickHeatmap.addEventListener("change", function (e) {
+      state.heatmapIndex = Number(e.target.value) || 0;
+      state.heatmap = true;
+      if (toggleHeatmap) toggleHeatmap.checked = true;
+      loadHeatmap();
+      draw();
+    });
+  }
   document.addEventListener("gh:refreshed", function () { if (state.source !== "full") loadBest(); });
   window.addEventListener("resize", draw);
 

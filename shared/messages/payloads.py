@@ -23,7 +23,9 @@ CHUNK_BYTES = 256 * 1024
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+    # bytes (thumbnails, heat maps) go to JSON as base64, never as raw UTF-8
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False,
+                              ser_json_bytes="base64", val_json_bytes="base64")
 
 
 class Payload(_Model):
@@ -64,12 +66,23 @@ class Region(_Model):
     x2: float = Field(ge=0, le=1)
     y2: float = Field(ge=0, le=1)
     score: Probability = Field(ge=0, le=1)
+    source: Literal["heatmap", "detector"] | None = None
+    """What drew the box: the classifier's class activation map or the detector."""
 
     @model_validator(mode="after")
     def _ordered(self) -> Region:
         if self.x2 <= self.x1 or self.y2 <= self.y1:
             raise ValueError("region needs x1 < x2 and y1 < y2")
         return self
+
+
+class Overlay(_Model):
+    """A finding's class activation heat map blended over the image (small JPEG)."""
+
+    finding: Finding
+    jpeg: bytes = Field(max_length=24 * 1024)
+    peak_x: float = Field(ge=0, le=1)
+    peak_y: float = Field(ge=0, le=1)
 
 
 class Triage(_Model):
@@ -130,7 +143,7 @@ class DiagnosisV1(Payload):
 
     SCHEMA: ClassVar[str] = "diagnosis"
     VERSION: ClassVar[int] = 1
-    MAX_BYTES: ClassVar[int] = 128 * 1024
+    MAX_BYTES: ClassVar[int] = 160 * 1024
 
     ambulance_id: Identifier
     captured_at: AwareDatetime
@@ -140,6 +153,8 @@ class DiagnosisV1(Payload):
     findings: list[FindingScore]
     top3: list[Finding] = Field(max_length=3)
     regions: list[Region] = Field(default_factory=list, max_length=64)
+    overlays: list[Overlay] | None = Field(default=None, max_length=3)
+    """Heat maps of the top findings (None from models without them)."""
     triage: Triage
     timings_ms: dict[str, float] = Field(default_factory=dict)
     patient: Patient | None = None
@@ -224,6 +239,8 @@ class CaseUpdateV1(Payload):
     vitals: Vitals | None = None
     handover: dict[str, str] | None = None
     """Structured pre-arrival handover, e.g. ATMIST keys to text."""
+    triage: Triage | None = None
+    """With new vitals: the severity re-assessed from them and the image findings."""
 
     @model_validator(mode="after")
     def _action_has_its_data(self) -> CaseUpdateV1:

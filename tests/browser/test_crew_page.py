@@ -8,11 +8,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from sqlmodel import Session
 
 from edge_agent.agent import EdgeAgent
-from edge_agent.settings import load_edge_settings
+from edge_agent.classifier import Prediction
+from edge_agent.imaging import LoadedImage
+from edge_agent.ood import DEFAULT_PARAMETERS
+from edge_agent.pipeline import DiagnosisPipeline
+from edge_agent.settings import PLACEHOLDER, load_edge_settings
+from edge_agent.triage import assess
 from edge_agent.web import CrewServer
 from hospital_hub.records import case_record
 from hospital_hub.registry import read_registry
@@ -20,6 +27,8 @@ from hospital_hub.runtime import HubRuntime
 from hospital_hub.settings import SAMPLE_REGISTRY, load_hub_settings
 from hospital_hub.simulated_er import SimulatedEr, always
 from shared.broker import MosquittoBroker, find_mosquitto, free_port
+from shared.findings import FINDINGS, Finding
+from shared.messages import CaseUpdateV1, Overlay, Region
 from shared.settings import MqttSettings
 from tests.integration.conftest import xray  # noqa: F401  (fixture)
 from tests.services import require, running_mosquitto, wait_until
@@ -73,7 +82,8 @@ class Crew:
 def make_crew(tmp_path: Path, uid: str) -> Iterator[Callable[..., Crew]]:
     crews: list[Crew] = []
 
-    def make(mqtt: MqttSettings, crew_pin: str | None = None) -> Crew:
+    def make(mqtt: MqttSettings, crew_pin: str | None = None,
+             pipeline: DiagnosisPipeline | None = None) -> Crew:
         hub = HubRuntime(load_hub_settings(hub_id=f"hub-{uid}", mqtt=mqtt,
                                            database_url=f"sqlite:///{tmp_path / 'hub.db'}",
                                            maintenance_interval_s=0.2))
@@ -84,8 +94,11 @@ def make_crew(tmp_path: Path, uid: str) -> Iterator[Callable[..., Crew]]:
                                      client_id=f"er-{hospital.id}-{uid}", delay_s=0.05)
             er.start()
             ers.append(er)
+        # The placeholder classifier (these tests check that its results are
+        # flagged), or a pipeline given by the test.
         edge = EdgeAgent(load_edge_settings(ambulance_id=f"amb-{uid}", mqtt=mqtt,
-                                            lat=42.3467, lon=-71.0972, confirm_timeout_s=5.0))
+                                            lat=42.3467, lon=-71.0972, confirm_timeout_s=5.0,
+                                            model=PLACEHOLDER), pipeline=pipeline)
         edge.start()
         server = CrewServer(edge, port=free_port(), crew_pin=crew_pin)
         server.start()
@@ -273,3 +286,99 @@ def test_forms_need_the_csrf_token_and_korean_text(
     _shot(page, "korean")
     page.click("#lang-switch")
     assert "New case" in page.inner_text("#new-case")
+
+
+class HeatMapPipeline(DiagnosisPipeline):
+    """The placeholder classifier with synthetic class activation maps, so that
+    the real heat-map code (:mod:`edge_agent.heatmap`) makes overlays and boxes:
+    a fake for the page, not a model (its results stay flagged as placeholder)."""
+
+    def _heat_maps(self, image: LoadedImage, prediction: Prediction, top3: list[Finding]
+                   ) -> tuple[list[Overlay] | None, list[Region]]:
+        gy, gx = np.mgrid[0:12, 0:12]
+        cam = np.stack([np.exp(-((gx - 2 - i % 8) ** 2 + (gy - 3 - i % 6) ** 2) / 3.0)
+                        for i in range(len(FINDINGS))])
+        return super()._heat_maps(image, Prediction(prediction.probabilities, cam), top3)
+
+
+@pytest.fixture
+def chest_like(tmp_path: Path) -> Path:
+    """A synthetic image that the edge's chest X-ray guard accepts: its own
+    average chest X-ray (the guard's template), enlarged, with some grain."""
+    template = np.asarray(DEFAULT_PARAMETERS.template, np.float32)
+    scaled = ((template - template.min()) / np.ptp(template) * 255).astype(np.uint8)
+    big = np.asarray(Image.fromarray(scaled).resize((512, 512), Image.Resampling.BICUBIC), np.float32)
+    noise = np.random.default_rng(0).normal(0, 4, big.shape)
+    path = tmp_path / "chest-like.png"
+    Image.fromarray(np.clip(big * 0.85 + 20 + noise, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+HEAT_MAP_LABEL = "AI heat map — where the model's evidence is, not a diagnosis; not for clinical use"
+
+
+def test_heat_maps_and_the_triage_re_assessed_with_vitals(
+        page, make_crew, mqtt_settings: MqttSettings,
+        chest_like: Path) -> None:  # type: ignore[no-untyped-def]
+    crew = make_crew(mqtt_settings, pipeline=HeatMapPipeline())
+    case_id = _upload(page, crew, chest_like, complaint="chest pain")
+    diagnosis = crew.edge.cases[case_id].diagnosis
+    assert diagnosis is not None and diagnosis.overlays is not None
+
+    # the top 3 findings' heat maps, loaded, each where the edge's code put it
+    figures = page.locator("#heatmaps figure.heatmap")
+    assert [figures.nth(i).get_attribute("data-finding") for i in range(figures.count())] == [
+        f.value for f in diagnosis.top3]
+    page.wait_for_function("""() => [...document.querySelectorAll('#heatmaps img')]
+        .every(img => img.complete && img.naturalWidth === 320)""", timeout=10_000)
+    assert page.inner_text("#heatmap-label") == HEAT_MAP_LABEL
+    assert "AI result, not for clinical use" in page.inner_text("#heatmaps h2")
+    boxes = page.locator("#heatmaps .box[data-source=heatmap]")
+    assert boxes.count() == len(diagnosis.regions)  # the top 3 above their thresholds
+    first = page.request.get(f"{crew.url}/cases/{case_id}/overlays/{diagnosis.top3[0].value}.jpg")
+    assert first.ok and first.headers["content-type"] == "image/jpeg"
+    assert first.body() == diagnosis.overlays[0].jpeg
+    assert page.request.get(f"{crew.url}/cases/{case_id}/overlays/Nonsense.jpg").status == 404
+    assert page.request.get(f"{crew.url}/cases/nope/overlays/Mass.jpg").status == 404
+
+    # triage from the image alone, with its reasons
+    assert page.get_attribute("#triage-source", "data-reassessed") == "false"
+    assert "send vitals to re-assess" in page.inner_text("#triage-source")
+    assert page.locator("#reasons li").all_inner_texts() == diagnosis.triage.reasons
+    assert "vitals not yet entered: level from the image alone" in diagnosis.triage.reasons
+
+    # vitals: the agent re-assesses; the page shows the new level and why,
+    # and the hub gets it
+    form = page.locator("#vitals-form")
+    form.locator("input[name=spo2_pct]").fill("84")
+    form.locator("input[name=resp_rate]").fill("30")
+    form.locator("input[name=heart_rate]").fill("124")
+    form.locator("#send-vitals").click()
+    page.wait_for_url(f"{crew.url}/cases/{case_id}?sent=vitals")
+    sent = CaseUpdateV1.model_validate_json(crew.edge.outbox.case_docs(case_id)["update:vitals"])
+    assert sent.vitals is not None and sent.vitals.spo2_pct == 84
+    expected = assess(diagnosis.findings, sent.vitals, placeholder=True)
+    assert sent.triage == expected
+    assert expected.level == 1
+    assert page.inner_text("#triage") == "1"
+    assert page.get_attribute("#triage-source", "data-reassessed") == "true"
+    reasons = page.locator("#reasons li").all_inner_texts()
+    assert reasons == expected.reasons
+    assert any(r.startswith("SpO2 84% below 90% -> level 1") for r in reasons)
+    assert f"{diagnosis.triage.level} ({diagnosis.triage.label})" in page.inner_text(
+        "#triage-initial")
+    assert wait_until(lambda: crew.hub_record(case_id)["case"]["triage_level"] == 1,  # type: ignore[index]
+                      timeout=15)
+    history = crew.hub_record(case_id)["triage_history"]
+    assert history[-1]["reasons"] == expected.reasons  # type: ignore[index]
+    _shot(page, "heatmaps")
+
+    # after a restart the page reads the case from the outbox's documents
+    crew.edge.cases.pop(case_id)
+    again = page.request.get(f"{crew.url}/cases/{case_id}/overlays/{diagnosis.top3[2].value}.jpg")
+    assert again.ok and again.body() == diagnosis.overlays[2].jpeg
+    page.goto(f"{crew.url}/cases/{case_id}")
+    assert page.locator("#heatmaps figure.heatmap").count() == 3
+    assert page.inner_text("#triage") == "1"
+    page.goto(f"{crew.url}/")
+    assert page.inner_text(f"#cases tr[data-case='{case_id}'] .triage") == "1"

@@ -7,18 +7,25 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from edge_agent.agent import EdgeAgent
+from edge_agent.triage import assess
 from hospital_hub.registry import read_registry
 from hospital_hub.settings import SAMPLE_REGISTRY
+from shared import topics
+from shared.messages import CaseUpdateV1, Envelope, Vitals, encode
+from shared.mqtt import PahoCommunicator
 from shared.settings import MqttSettings
 from tests.browser.conftest import (
     MGH,
+    TEST_MODEL,
     LiveHub,
+    heat_map_diagnosis,
     same_document,
     screenshot,
     send_sample_case,
@@ -160,3 +167,94 @@ def test_the_console_speaks_korean(live_hub: LiveHub, new_page: Callable[[], Any
     doctor.click("#lang-toggle")
     doctor.wait_for_url(f"{live_hub.url}/er/bos-mgh")
     assert "Incoming offers" in doctor.inner_text("main")
+
+
+HEAT_MAP_LABEL = "AI heat map — where the model's evidence is, not a diagnosis; not for clinical use"
+
+
+def test_the_case_view_shows_heat_maps_boxes_the_model_and_why_this_triage(
+        live_hub: LiveHub, new_page: Callable[[], Any], mqtt_settings: MqttSettings,
+        uid: str) -> None:
+    case_id, ambulance_id = send_sample_case(mqtt_settings, uid, "h", heat_maps=True)
+    sent = heat_map_diagnosis(ambulance_id)
+    assert wait_until(lambda: len(live_hub.offered(case_id)) == 3)
+    first, *_ = live_hub.offered(case_id)
+    doctor = new_page()
+    sign_in(doctor, live_hub, f"er-{first}", f"/er/{first}/cases/{case_id}")
+
+    # the top-3 findings, each with its heat map, loaded, labelled as AI evidence
+    figures = doctor.locator("#ai-evidence figure.heatmap")
+    assert [figures.nth(i).get_attribute("data-finding") for i in range(figures.count())] == [
+        str(f) for f in sent.top3]
+    doctor.wait_for_function("""() => [...document.querySelectorAll('#ai-evidence figure img')]
+        .every(img => img.complete && img.naturalWidth > 0)""", timeout=10_000)
+    for i in range(3):
+        assert HEAT_MAP_LABEL in figures.nth(i).inner_text()
+    assert "70%" in figures.first.inner_text() and "positive" in figures.first.inner_text()
+    natural = figures.first.locator("img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert natural == [267, 320]  # 320 px on the long side, the image's aspect ratio
+
+    # the boxes over the thumbnail, where the diagnosis puts them, with their source
+    boxes = doctor.locator("#regions-figure .region")
+    assert boxes.count() == 2
+    heat_box = doctor.locator("#regions-figure .region[data-source=heatmap]")
+    assert heat_box.inner_text().split() == "Pneumothorax 70% from the heat map".split()
+    assert doctor.locator("#regions-figure .region[data-source=detector]").inner_text().split() == [
+        "Pneumonia", "65%", "from", "the", "detector"]
+    assert doctor.locator("#regions-list li").all_inner_texts() == [
+        "Pneumothorax 70% · from the heat map", "Pneumonia 65% · from the detector"]
+    frame = doctor.locator("#regions-figure .frame").bounding_box()
+    box = heat_box.bounding_box()
+    assert frame is not None and box is not None
+    region = sent.regions[0]
+    assert abs(box["x"] - frame["x"] - region.x1 * frame["width"]) < 2
+    assert abs(box["y"] - frame["y"] - region.y1 * frame["height"]) < 2
+    assert abs(box["width"] - (region.x2 - region.x1) * frame["width"]) < 2
+    assert "AI result, not for clinical use" in doctor.inner_text("#regions-figure")
+
+    # the model, its short digest; the triage and why, as a list
+    model = doctor.inner_text("#model-info")
+    assert TEST_MODEL.name in model and TEST_MODEL.version in model
+    assert TEST_MODEL.sha256 is not None and TEST_MODEL.sha256[:12] in model
+    assert doctor.locator("#placeholder-flag").count() == 0
+    reasons = doctor.locator("#reasons li").all_inner_texts()
+    assert reasons == sent.triage.reasons
+    assert reasons[0].startswith("Pneumothorax 0.70 above its threshold 0.50 -> level 2")
+    assert doctor.get_attribute("#triage-source", "data-reassessed") == "false"
+
+    # the viewer lays a finding's heat map over the X-ray
+    assert doctor.locator("#toggle-heatmap").is_enabled()
+    before = _probe(doctor)
+    doctor.check("#toggle-heatmap")
+    doctor.wait_for_function("window.ghViewer.state().heatmap === true")
+    doctor.wait_for_function(f"window.ghViewer.checksum() !== {before['sum']}", timeout=5_000)
+    doctor.evaluate("document.getElementById('ai-evidence').scrollIntoView()")
+    screenshot(doctor, "er-case-heatmaps")
+
+    # vitals from the ambulance, triage re-assessed there: the new level and
+    # its reasons arrive live, without a reload
+    vitals = Vitals(taken_at=datetime.now(UTC), spo2_pct=84, resp_rate=30, heart_rate=124,
+                    systolic_bp=96, avpu="A", supplemental_o2=True)
+    update = CaseUpdateV1(ambulance_id=ambulance_id, action="vitals", vitals=vitals,
+                          triage=assess(sent.findings, vitals))
+    assert update.triage is not None and update.triage.level == 1
+    sender = PahoCommunicator(mqtt_settings, client_id=f"ui-update-{uid}")
+    sender.start()
+    sender.publish(topics.CASE_UPDATE.topic(ambulance_id=ambulance_id, case_id=case_id),
+                   encode(Envelope.wrap(update, sender=ambulance_id, case_id=case_id)))
+    sender.stop()
+    doctor.locator("#triage-source[data-reassessed=true]").wait_for(timeout=10_000)
+    assert same_document(doctor)
+    assert doctor.locator("#reasons li").all_inner_texts() == update.triage.reasons
+    assert any(r.startswith("SpO2 84% below 90% -> level 1") for r in update.triage.reasons)
+    assert "Triage 1" in doctor.inner_text("#triage h2")
+
+    # another ER's doctor gets no heat map of this case
+    other = next(h.id for h in read_registry(SAMPLE_REGISTRY)
+                 if h.id not in live_hub.offered(case_id))
+    stranger = new_page()
+    sign_in(stranger, live_hub, f"er-{other}", f"/er/{other}")
+    mine = doctor.request.get(f"{live_hub.url}/api/cases/{case_id}/overlays/Pneumothorax.jpg")
+    assert mine.status == 200 and mine.headers["content-type"] == "image/jpeg"
+    theirs = stranger.request.get(f"{live_hub.url}/api/cases/{case_id}/overlays/Pneumothorax.jpg")
+    assert theirs.status == 404

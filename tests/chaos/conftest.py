@@ -6,11 +6,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from tests.chaos.harness import Outcome, System
+from tests.images import chest_like_png
 
 _OUTCOMES: list[Outcome] = []
 
@@ -19,9 +18,7 @@ _OUTCOMES: list[Outcome] = []
 def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small X-ray-sized image (512 px) to make cases quickly."""
     folder = tmp_path_factory.mktemp("chaos-images")
-    y, x = np.mgrid[0:512, 0:512]
-    Image.fromarray(((np.sin(x / 31.0) * np.cos(y / 19.0) + 1) * 120).astype(np.uint8)).save(
-        folder / "xray.png")
+    chest_like_png(folder / "xray.png")
     return folder
 
 
@@ -29,9 +26,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def big_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3.7 MB image: 15 chunks, seconds to upload over a throttled link."""
     folder = tmp_path_factory.mktemp("chaos-big")
-    rng = np.random.default_rng(11)
-    Image.fromarray(rng.integers(0, 65535, (1400, 1400), dtype=np.uint16)).save(
-        folder / "big.png")
+    chest_like_png(folder / "big.png", size=1400, seed=11, bits=16)
     return folder
 
 

@@ -6,9 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.settings import load_edge_settings
@@ -18,6 +16,7 @@ from hospital_hub.settings import SAMPLE_REGISTRY, load_hub_settings
 from hospital_hub.simulated_er import Policy, SimulatedEr
 from shared.messages import OfferV1
 from shared.settings import MqttSettings
+from tests.images import chest_like_png
 
 
 def accept_rank(rank: int) -> Policy:
@@ -44,12 +43,8 @@ class System:
 
 @pytest.fixture
 def xray(tmp_path: Path) -> Path:
-    """A small synthetic grey-scale image (not a real X-ray)."""
-    y, x = np.mgrid[0:512, 0:512]
-    pixels = ((np.sin(x / 31.0) * np.cos(y / 19.0) + 1) * 120).astype(np.uint8)
-    path = tmp_path / "synthetic.png"
-    Image.fromarray(pixels).save(path)
-    return path
+    """A small synthetic image shaped like a chest X-ray (not a real one)."""
+    return chest_like_png(tmp_path / "synthetic.png")
 
 
 @pytest.fixture

@@ -20,16 +20,17 @@ from sqlmodel import Session
 
 from hospital_hub import i18n
 from hospital_hub.api import create_app
-from hospital_hub.auth import create_user
+from hospital_hub.auth import create_token, create_user
 from hospital_hub.events import EventFeed
 from hospital_hub.models import CaseImage, CaseStatus, OfferState, UserCreate, utcnow
 from hospital_hub.runtime import HubRuntime
 from hospital_hub.settings import load_hub_settings
 from shared import topics
-from shared.messages import Envelope, encode
+from shared.messages import DiagnosisV1, Envelope, encode
 from shared.mqtt import PahoCommunicator
 from shared.settings import MqttSettings
 from tests import samples
+from tests.browser.conftest import heat_map_diagnosis
 from tests.services import wait_until
 
 
@@ -47,11 +48,11 @@ def client(database_url: str, mqtt_settings: MqttSettings, uid: str) -> Iterator
         yield test_client
 
 
-def _send_case(mqtt_settings: MqttSettings, uid: str) -> str:
+def _send_case(mqtt_settings: MqttSettings, uid: str, diagnosis: DiagnosisV1 | None = None) -> str:
     sender = PahoCommunicator(mqtt_settings, client_id=f"api-edge-{uid}")
     sender.start()
     case_id = f"20261125T120000Z-{uid}"
-    envelope = Envelope.wrap(samples.diagnosis(ambulance_id=f"amb-{uid}"),
+    envelope = Envelope.wrap(diagnosis or samples.diagnosis(ambulance_id=f"amb-{uid}"),
                              sender=f"amb-{uid}", case_id=case_id)
     sender.publish(topics.CASE_DIAGNOSIS.topic(ambulance_id=f"amb-{uid}", case_id=case_id),
                    encode(envelope))
@@ -156,6 +157,58 @@ def test_history_filters_records_capacity_and_updates(
         assert hospital["capacity_stale"] is old, hospital["id"]
     offers = client.get(f"/api/hospitals/{nearest}/offers", params={"state": "open"}).json()
     assert [o["case_id"] for o in offers] == [case_id]
+
+
+def test_heat_maps_are_served_as_jpeg_only_to_those_who_see_the_case(
+        client: TestClient, mqtt_settings: MqttSettings, uid: str) -> None:
+    diagnosis = heat_map_diagnosis(f"amb-{uid}")
+    case_id = _send_case(mqtt_settings, uid, diagnosis)
+    assert wait_until(lambda: len(client.get(f"/api/cases/{case_id}").json().get("offers", [])) == 3)
+    assert diagnosis.overlays is not None
+    for overlay in diagnosis.overlays:  # signed in as an admin
+        response = client.get(f"/api/cases/{case_id}/overlays/{overlay.finding}.jpg")
+        assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+        assert response.headers["cache-control"] == "private, no-store"
+        assert response.content == overlay.jpeg
+        assert max(Image.open(io.BytesIO(response.content)).size) == 320
+    for absent in ("Hernia", "Nonsense"):  # not in the top 3; not a finding
+        assert client.get(f"/api/cases/{case_id}/overlays/{absent}.jpg").status_code == 404
+    assert client.get("/api/cases/nope/overlays/Pneumothorax.jpg").status_code == 404
+
+    # The record names each overlay's URL instead of carrying the image.
+    record = client.get(f"/api/cases/{case_id}/record.json")
+    payload = record.json()["diagnoses"][0]["payload"]
+    assert [o["finding"] for o in payload["overlays"]] == [str(f) for f in diagnosis.top3]
+    assert all("jpeg" not in o for o in payload["overlays"]) and len(record.content) < 12_000
+    assert client.get(payload["overlays"][0]["url"]).content == diagnosis.overlays[0].jpeg
+    assert payload["regions"][1]["source"] == "detector"
+    assert client.get(f"/api/cases/{case_id}/overlays/Pneumothorax.jpg",
+                      params={"diagnosis": 10**9}).status_code == 404
+    pdf = client.get(f"/api/cases/{case_id}/record.pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+
+    # The offered ER's doctor sees them; another ER's gets 404, as for any
+    # case not offered to it; an ambulance's token reads no case (403).
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    offered = [o["hospital_id"] for o in client.get(f"/api/cases/{case_id}").json()["offers"]]
+    other = next(h["id"] for h in client.get("/api/hospitals").json() if h["id"] not in offered)
+    url = f"/api/cases/{case_id}/overlays/Pneumothorax.jpg"
+    for name, hospital, expected in (("doc-offered", offered[0], 200), ("doc-other", other, 404)):
+        create_user(runtime.engine, UserCreate(username=name, role="er_doctor",
+                                               hospital_id=hospital, password="a doctor password"))
+        client.cookies.clear()
+        signed_in = client.post("/login", data={"username": name, "password": "a doctor password"},
+                                follow_redirects=False)
+        assert signed_in.status_code == 303
+        response = client.get(url)
+        assert response.status_code == expected, name
+        assert (response.headers["content-type"] == "image/jpeg") == (expected == 200)
+    client.cookies.clear()
+    create_user(runtime.engine, UserCreate(username=f"amb-svc-{uid}", role="service",
+                                           ambulance_id=f"amb-{uid}"))
+    token = create_token(runtime.engine, f"amb-svc-{uid}")
+    assert client.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 403
+    assert client.get(url).status_code == 401
 
 
 # -- the consoles' helpers: preview, translations, event feed ------------------------------------

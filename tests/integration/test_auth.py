@@ -86,6 +86,8 @@ RULES: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/cases/{case_id}/record.json"): CASE_READ,
     ("GET", "/api/cases/{case_id}/record.pdf"): CASE_READ,
     ("GET", "/api/cases/{case_id}/thumbnail.jpg"): CASE_READ,
+    # 404 here: the sample diagnosis has no heat maps
+    ("GET", "/api/cases/{case_id}/overlays/{finding}.jpg"): _rule(401, 404, **AMBULANCES_403),
     ("GET", "/api/cases/{case_id}/image"): CASE_READ,
     ("GET", "/api/cases/{case_id}/preview.png"): CASE_READ,
     ("GET", "/api/events"): _rule(401, 200, **AMBULANCES_403),

@@ -27,12 +27,12 @@ def test_haversine_known_distance() -> None:
 
 
 def test_triage_levels() -> None:
-    assert triage(_scores({Finding.PNEUMOTHORAX, Finding.NODULE})).level == 1
-    assert triage(_scores({Finding.EDEMA})).level == 2
-    assert triage(_scores({Finding.MASS})).level == 3
+    assert triage(_scores({Finding.PNEUMOTHORAX, Finding.NODULE})).level == 2
+    assert triage(_scores({Finding.EDEMA})).level == 3
+    assert triage(_scores({Finding.MASS})).level == 4
     assert triage(_scores({Finding.NODULE})).level == 4
     calm = triage(_scores(set()))
-    assert calm.level == 5 and calm.reasons == ["no finding above its threshold"]
+    assert calm.level == 5 and calm.reasons[0] == "no finding above its threshold -> level 5: non-urgent"
     assert "placeholder" in triage(_scores(set()), placeholder=True).reasons[-1]
 
 

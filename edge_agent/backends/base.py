@@ -1,0 +1,108 @@
+"""The backend interface, the registry and the per-backend configs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Literal, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.errors import ConfigurationError
+from shared.manifest import ModelEntry, verified_path
+
+logger = logging.getLogger(__name__)
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threads: int = Field(default=2, ge=1, le=256)
+    """CPU threads for one inference."""
+
+
+class OpenVinoConfig(_Config):
+    """OpenVINO runtime (the default): IR files, FP16 weights or NNCF INT8."""
+
+    kind: Literal["openvino"] = "openvino"
+    device: str = "CPU"
+    precision: Literal["fp16", "int8"] = "fp16"
+    """Which IR file: FP16-compressed weights, or NNCF INT8."""
+    inference_precision: Literal["f32", "bf16"] = "f32"
+    """Arithmetic precision. OpenVINO's CPU default is bf16 where the CPU has it
+    (faster, but logits move by ~0.04); f32 keeps parity with the reference."""
+
+
+class OnnxRuntimeConfig(_Config):
+    """ONNX Runtime on the CPU execution provider, FP32 ONNX file."""
+
+    kind: Literal["onnxruntime"] = "onnxruntime"
+
+
+class TorchConfig(_Config):
+    """The torch eager reference: tests and benchmarks only (needs the train extra)."""
+
+    kind: Literal["torch"] = "torch"
+
+
+BackendConfig = Annotated[OpenVinoConfig | OnnxRuntimeConfig | TorchConfig, Field(discriminator="kind")]
+
+
+class Backend(Protocol):
+    """A loaded model: NCHW float32 batch in, named output arrays out."""
+
+    name: str
+    precision: str
+    sha256: str
+    """Digest of the weights file this backend loaded (verified at load)."""
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run one batch; returns every output by name."""
+
+
+Factory = Callable[[ModelEntry, Path, "_Config"], Backend]
+_REGISTRY: dict[str, Factory] = {}
+
+
+def register(kind: str) -> Callable[[Factory], Factory]:
+    """Class or function decorator adding a backend factory under ``kind``."""
+
+    def add(factory: Factory) -> Factory:
+        _REGISTRY[kind] = factory
+        return factory
+
+    return add
+
+
+def registered_backends() -> list[str]:
+    """Keys of every registered backend."""
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def _load_builtin() -> None:
+    from edge_agent.backends import onnxruntime_backend, openvino_backend, torch_backend  # noqa: F401
+
+
+def create_backend(entry: ModelEntry, models_dir: Path, config: _Config) -> Backend:
+    """Load ``entry``'s file for ``config.kind`` after verifying its sha256.
+
+    Raises:
+        ConfigurationError: unknown backend, missing runtime, or a file that
+            is missing or fails its checksum (ModelManifestError).
+    """
+    _load_builtin()
+    kind = config.kind
+    factory = _REGISTRY.get(kind)
+    if factory is None:
+        raise ConfigurationError(f"no inference backend {kind!r} (known: {', '.join(registered_backends())})")
+    backend = factory(entry, models_dir, config)
+    logger.info("model loaded", extra={"model": entry.key, "backend": kind, "precision": backend.precision})
+    return backend
+
+
+def model_file(entry: ModelEntry, models_dir: Path, fmt: str, precision: str) -> Path:
+    """The verified path of one of ``entry``'s files."""
+    return verified_path(models_dir, entry, entry.file(fmt, precision))
