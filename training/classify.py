@@ -59,14 +59,17 @@ def fresh_model(config: TrainConfig, template: ChestClassifier | None = None) ->
 
 
 def cross_validate(dataset: NihDataset, cache: torch.Tensor, trunk_model: ChestClassifier,
-                   config: TrainConfig, k: int, out_dir: Path, report: Report) -> CvResult:
-    """k-fold patient-wise cross-validation on cached views."""
+                   config: TrainConfig, k: int, out_dir: Path, report: Report,
+                   max_folds: int | None = None) -> CvResult:
+    """k-fold patient-wise cross-validation on cached views; ``max_folds`` runs only
+    the first folds of the same split (a cheaper comparison; the other images'
+    logits stay NaN)."""
     folds = patient_folds(dataset.patients, dataset.labels, k, config.seed)
-    logits = np.zeros(dataset.labels.shape, dtype=np.float32)
-    tta = np.zeros(dataset.labels.shape, dtype=np.float32)
+    logits = np.full(dataset.labels.shape, np.nan, dtype=np.float32)
+    tta = np.full(dataset.labels.shape, np.nan, dtype=np.float32)
     fits = []
     started = time.perf_counter()
-    for fold in range(k):
+    for fold in range(min(k, max_folds or k)):
         train = np.flatnonzero(folds != fold)
         held = np.flatnonzero(folds == fold)
         inner = patient_folds(dataset.patients[train], dataset.labels[train], 8, config.seed + fold)

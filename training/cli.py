@@ -87,6 +87,8 @@ def classify(
     seed: int = 0,
     cache_file: Annotated[Path | None, typer.Option(help="Reuse cached views from (or save them to) "
                                                     "this file across runs.")] = None,
+    max_folds: Annotated[int | None, typer.Option(help="Run only the first N folds of the same split "
+                                                  "(cheaper comparisons; no final fit).")] = None,
 ) -> None:
     """Cross-validate the classifier, calibrate it on out-of-fold predictions and
     fit the final model on all images."""
@@ -96,7 +98,8 @@ def classify(
     request = ClassifyRequest(out=out, data_root=root, labels_csv=labels_csv, images=images,
                               folds=folds, size=size, cut=cut, views=views, epochs=epochs, lr=lr,
                               distill=distill, teacher=teacher, limit=limit, final=final, seed=seed,
-                              command=invocation(), cache_file=cache_file)
+                              command=invocation(), cache_file=cache_file,
+                              max_folds=max_folds)
     run_classify(request, console)
 
 
@@ -139,6 +142,22 @@ def evaluate(
         console.print(f"wrote {path}")
 
 
+@app.command("compare-runs")
+def compare_runs_command(
+    run: Annotated[list[Path], typer.Option(help="Run folders (repeat); the first is the baseline.")],
+    label: Annotated[list[str], typer.Option(help="A label per run, in order.")],
+    out: Annotated[Path, typer.Option(help="Markdown file to write.")] = Path("runs/comparison.md"),
+) -> None:
+    """Compare runs' out-of-fold AUC on the images all of them scored (e.g. with and
+    without distillation), with paired bootstrap intervals of the differences."""
+    from training.report import compare_runs
+
+    if len(run) != len(label):
+        raise typer.BadParameter("give one --label per --run")
+    path = compare_runs(run, label, out)
+    console.print(path.read_text(encoding="utf-8"))
+
+
 @app.command("evaluate-localisation")
 def evaluate_localisation(
     run: Annotated[Path, typer.Option(help="A run folder made by 'train classify' (with fold models).")
@@ -176,6 +195,8 @@ def detect(
     version: str = "1.0.0",
     register: Annotated[bool, typer.Option(help="Export to models/ and add the manifest entry.")] = False,
     models_dir: Annotated[Path | None, typer.Option(help="Default: the repository's models/.")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Skip training: evaluate (and --register) these "
+                                                 "weights of an earlier run in --out.")] = None,
 ) -> None:
     """Train the box detector on the radiologist boxes (patient-wise split shared
     with the classifier's folds), evaluate it on held-out patients, and with
@@ -185,7 +206,7 @@ def detect(
 
     run_detect(_data_root(folder), out, models_dir or DEFAULT_MODELS_DIR, model=model, size=size,
                epochs=epochs, batch=batch, patience=patience, seed=seed, name=name, version=version,
-               register=register, command=invocation(), console=console)
+               register=register, command=invocation(), console=console, weights=weights)
 
 
 @app.command("export")

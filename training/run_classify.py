@@ -47,6 +47,7 @@ class ClassifyRequest:
     seed: int
     command: str
     backbone: str = "efficientnet-lite0"
+    max_folds: int | None = None
     cache_file: Path | None = None
     """Reuse (or write) the cached views here; valid for the same data, size, cut, views and seed."""
 
@@ -101,7 +102,15 @@ def run_classify(request: ClassifyRequest, console: Console) -> dict[str, object
             torch.save({"key": key, "cache": cache}, request.cache_file)
     cache_s = time.perf_counter() - started
     report(f"cache {tuple(cache.shape)} in {cache_s:.0f} s")
-    cv = cross_validate(dataset, cache, model, config, request.folds, request.out, report)
+    cv = cross_validate(dataset, cache, model, config, request.folds, request.out, report,
+                        max_folds=request.max_folds)
+    scored = ~np.isnan(cv.logits[:, 0])
+    if not scored.all():
+        report(f"only {int(scored.sum())} images scored (--max-folds {request.max_folds}); "
+               "figures below are on those")
+        dataset = dataset.subset(np.flatnonzero(scored))
+        cv.logits = cv.logits[scored]
+        cv.tta_logits = cv.tta_logits[scored] if cv.tta_logits is not None else None
     calibration = fit_calibration(cv.logits, dataset.labels)
     jr = np.array([s == JRZECH for s in dataset.sources])
     raw_p = 1 / (1 + np.exp(-cv.logits))
@@ -124,7 +133,7 @@ def run_classify(request: ClassifyRequest, console: Console) -> dict[str, object
     report(f"out-of-fold mean AUC {summary['oof_mean_auc']:.4f} on all {len(dataset)} images; "
            f"{summary['oof_mean_auc_jrzech']} on {int(jr.sum())} {JRZECH} images; "
            f"ECE {summary['ece_before']:.3f} -> {summary['ece_after']:.3f} after calibration")
-    if request.final and rank == 0:
+    if request.final and rank == 0 and scored.all():
         epochs = max(1, int(np.median(cv.best_epochs)))
         final_started = time.perf_counter()
         final = fit_final(dataset, cache, model, config, epochs, request.out, report)

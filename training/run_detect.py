@@ -27,15 +27,25 @@ OUTPUTS = {"output0": "(1, 4 + 14, anchors): box centre x, centre y, width, heig
 
 def run_detect(data_root: Path, out: Path, models_dir: Path, *, model: str, size: int, epochs: int,
                batch: int, patience: int, seed: int, name: str, version: str, register: bool,
-               command: str, console: Console) -> dict[str, object]:
-    """Train, evaluate on held-out patients and (with ``register``) ship the detector."""
+               command: str, console: Console, weights: Path | None = None) -> dict[str, object]:
+    """Train (unless ``weights`` are given: then only evaluate), evaluate on
+    held-out patients and (with ``register``) ship the detector."""
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     data = build_dataset(data_root, out / "dataset", seed)
     console.print(f"boxes per split: { {k: v.get('images', 0) for k, v in data.counts.items()} } images")
-    weights = train_detector(data, out, model=model, size=size, epochs=epochs, batch=batch,
-                             patience=patience, seed=seed)
-    train_s = time.perf_counter() - started
+    previous = out / "detector.json"
+    if weights is None:
+        weights = train_detector(data, out, model=model, size=size, epochs=epochs, batch=batch,
+                                 patience=patience, seed=seed)
+        train_s = time.perf_counter() - started
+    else:
+        from training.detect import offline_ultralytics
+
+        offline_ultralytics(out)
+        earlier = json.loads(previous.read_text(encoding="utf-8")) if previous.is_file() else {}
+        train_s = float(earlier.get("train_seconds", 0.0))
+        command = f"{earlier['command']} && {command}" if earlier.get("command") else command
     test = evaluate_detector(weights, data, size, "test")
     val = evaluate_detector(weights, data, size, "val")
     test_counts = data.counts["test"]

