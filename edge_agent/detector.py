@@ -113,6 +113,8 @@ class ModelDetector:
         if entry.task != "detector":
             raise ModelManifestError(f"{entry.key} is a {entry.task}, not a detector")
         self.entry, self.backend, self.conf = entry, backend, conf
+        # Per-finding score thresholds from the manifest; 1.0 means "never shown".
+        self.thresholds = np.asarray(entry.thresholds or [conf] * len(FINDINGS), dtype=np.float32)
 
     def detect(self, pixels: np.ndarray) -> list[Region]:
         """Regions (normalised) for an 8-bit grey image, most confident first."""
@@ -120,7 +122,7 @@ class ModelDetector:
         output = next(iter(self.backend.infer(batch).values()))
         regions = []
         for cls, score, (x1, y1, x2, y2) in decode(output, fit, conf=self.conf):
-            if x2 - x1 < 1 or y2 - y1 < 1:
+            if x2 - x1 < 1 or y2 - y1 < 1 or self.thresholds[cls] >= 1.0 or score < self.thresholds[cls]:
                 continue
             regions.append(Region(finding=FINDINGS[cls], x1=x1 / fit.width, y1=y1 / fit.height,
                                   x2=x2 / fit.width, y2=y2 / fit.height, score=min(score, 1.0),

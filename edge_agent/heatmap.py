@@ -76,8 +76,19 @@ def _region(norm: np.ndarray, py: int, px: int) -> tuple[int, int, int, int]:
     return min(ys), min(xs), max(ys), max(xs)
 
 
+def overlay_base(pixels: np.ndarray, side: int = OVERLAY_SIDE) -> np.ndarray:
+    """The image reduced once to the overlay size (shared by the top findings' overlays)."""
+    h, w = pixels.shape
+    if max(h, w) <= side:
+        return pixels
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
+
+
 def overlay_jpeg(pixels: np.ndarray, heat: HeatMap, side: int = OVERLAY_SIDE, quality: int = 70) -> bytes:
-    """The grey image with the heat map blended over it, as a small JPEG."""
+    """The grey image with the heat map blended over it, as a small JPEG (pass
+    :func:`overlay_base` of the image when making several)."""
     h, w = pixels.shape
     scale = side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))

@@ -15,9 +15,10 @@ from typing import Protocol
 import numpy as np
 from pydantic import ValidationError
 
+from edge_agent.backends import OpenVinoConfig
 from edge_agent.classifier import ModelClassifier, Prediction, load_classifier
 from edge_agent.detector import ModelDetector, load_detector
-from edge_agent.heatmap import heat_map, overlay_jpeg
+from edge_agent.heatmap import heat_map, overlay_base, overlay_jpeg
 from edge_agent.imaging import LoadedImage, load_image, thumbnail_jpeg
 from edge_agent.ood import check_chest_radiograph
 from edge_agent.placeholder import PlaceholderClassifier
@@ -135,10 +136,11 @@ class DiagnosisPipeline:
         if prediction.cam is None:
             return None, []
         overlays, regions = [], []
+        base = overlay_base(image.pixels)
         for finding in top3:
             index = FINDINGS.index(finding)
             heat = heat_map(finding, prediction.cam[index])
-            overlays.append(Overlay(finding=finding, jpeg=overlay_jpeg(image.pixels, heat),
+            overlays.append(Overlay(finding=finding, jpeg=overlay_jpeg(base, heat),
                                     peak_x=heat.peak_x, peak_y=heat.peak_y))
             probability = float(prediction.probabilities[index])
             if probability >= self._thresholds[finding]:
@@ -184,7 +186,9 @@ def build_pipeline(settings: EdgeSettings) -> DiagnosisPipeline:
                                  models_dir=settings.models_dir)
     detector = None
     if settings.detector:
-        detector = load_detector(settings.backend, name=settings.detector, models_dir=settings.models_dir)
+        # The detector always runs on OpenVINO (its only shipped format); the
+        # classifier's backend setting does not apply to it.
+        detector = load_detector(OpenVinoConfig(), name=settings.detector, models_dir=settings.models_dir)
         if detector is None:
             logger.warning("no detector %s in the manifest: regions come from heat maps only",
                            settings.detector)

@@ -10,7 +10,8 @@ from typing import Any
 
 from shared.manifest import ModelEntry
 
-CARD_EXTRAS = ("evaluation.md", "roc.png", "comparison.md", "distillation.md")
+CARD_EXTRAS = ("evaluation.md", "roc.png", "comparison.md", "distillation.md", "localisation.md",
+               "localisation.png")
 
 
 def write_card(folder: Path, entry: ModelEntry, run: Path, report: Any) -> Path:
@@ -25,6 +26,10 @@ def write_card(folder: Path, entry: ModelEntry, run: Path, report: Any) -> Path:
             else:
                 sections[name] = source.read_text(encoding="utf-8")
     summary = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    final_images = summary.get("images_final", summary["images"])
+    folds_note = (f" (its first folds only: {summary['images']} images scored)"
+                  if summary["images"] != final_images else "")
+    heat_examples = "![Heat-map examples](localisation.png)" if (run / "localisation.png").is_file() else ""
     metrics = "\n".join(
         f"| {m.name} | {m.value}{'' if m.ci95 is None else f' ({m.ci95[0]}-{m.ci95[1]})'} | {m.data} |"
         for m in entry.metrics)
@@ -53,9 +58,10 @@ and ER doctors beside the image, always labelled "AI, not for clinical use".
 - Input: {entry.input.size} x {entry.input.size} grey, whole image resized, `(pixel - {entry.input.mean:g}) /
   {entry.input.std:g}`; outputs `logits` (N, 14) and `cam` (N, 14, h, w).
 - Calibration: {entry.threshold_rule}; p = sigmoid(logit / T + b), per finding.
-- Training: {summary['folds']}-fold patient-wise stratified cross-validation for the estimate (each fold
+- Training: {summary['folds']}-fold patient-wise stratified cross-validation for the estimate{folds_note}
+  (each fold
   early-stopped on an inner patient-held-out slice), then the final fit on all
-  {summary['images']} images for {summary.get('final_epochs')} epochs. {config['views']} cached views per
+  {final_images} images for {summary.get('final_epochs')} epochs. {config['views']} cached views per
   image
   (1 plain + augmented: rotation ±{config['augment']['rotate_deg']}°, scale, shift, brightness,
   contrast, gamma; no flips); weighted BCE (pos_weight capped at {config['pos_weight_cap']});
@@ -77,6 +83,8 @@ to an ambulance population.
 
 {sections.get('comparison.md', '')}
 {sections.get('distillation.md', '')}
+{sections.get('localisation.md', '')}
+{heat_examples}
 ## Operating points
 | finding | threshold | temperature | bias |
 |---|---:|---:|---:|

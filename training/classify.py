@@ -136,10 +136,12 @@ def write_oof(path: Path, dataset: NihDataset, result: CvResult) -> None:
                              *dataset.labels[i].tolist(), *[f"{v:.6f}" for v in result.logits[i]]])
 
 
-def read_oof(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of an ``oof.csv``."""
+def read_oof(path: Path, scored_only: bool = True) -> dict[str, np.ndarray]:
+    """The arrays of an ``oof.csv``; rows of folds that a ``--max-folds`` run
+    skipped (no logits) are left out unless ``scored_only`` is False."""
     with path.open(encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+        rows = [r for r in csv.DictReader(handle)
+                if not scored_only or r[f"logit_{FINDINGS[0]}"].lower() != "nan"]
     return {
         "image": np.array([r["image"] for r in rows]),
         "patient": np.array([int(r["patient"]) for r in rows]),

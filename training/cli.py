@@ -89,6 +89,8 @@ def classify(
                                                     "this file across runs.")] = None,
     max_folds: Annotated[int | None, typer.Option(help="Run only the first N folds of the same split "
                                                   "(cheaper comparisons; no final fit).")] = None,
+    final_only: Annotated[bool, typer.Option(help="Skip cross-validation and fit the final model with "
+                                             "the earlier results in --out.")] = False,
 ) -> None:
     """Cross-validate the classifier, calibrate it on out-of-fold predictions and
     fit the final model on all images."""
@@ -99,7 +101,7 @@ def classify(
                               folds=folds, size=size, cut=cut, views=views, epochs=epochs, lr=lr,
                               distill=distill, teacher=teacher, limit=limit, final=final, seed=seed,
                               command=invocation(), cache_file=cache_file,
-                              max_folds=max_folds)
+                              max_folds=max_folds, final_only=final_only)
     run_classify(request, console)
 
 
@@ -197,6 +199,8 @@ def detect(
     models_dir: Annotated[Path | None, typer.Option(help="Default: the repository's models/.")] = None,
     weights: Annotated[Path | None, typer.Option(help="Skip training: evaluate (and --register) these "
                                                  "weights of an earlier run in --out.")] = None,
+    formats: Annotated[str, typer.Option(help="Files to ship: onnx,openvino or openvino only (smaller; "
+                                         "the edge runs the detector on OpenVINO).")] = "onnx,openvino",
 ) -> None:
     """Train the box detector on the radiologist boxes (patient-wise split shared
     with the classifier's folds), evaluate it on held-out patients, and with
@@ -206,7 +210,8 @@ def detect(
 
     run_detect(_data_root(folder), out, models_dir or DEFAULT_MODELS_DIR, model=model, size=size,
                epochs=epochs, batch=batch, patience=patience, seed=seed, name=name, version=version,
-               register=register, command=invocation(), console=console, weights=weights)
+               register=register, command=invocation(), console=console, weights=weights,
+               formats=tuple(f.strip() for f in formats.split(",") if f.strip()))
 
 
 @app.command("export")

@@ -103,7 +103,8 @@ def train_detector(data: DetectionData, out: Path, *, model: str, size: int, epo
     yolo = YOLO(f"{model}.yaml")
     yolo.train(data=str(data.yaml), imgsz=size, epochs=epochs, batch=batch, patience=patience, seed=seed,
                deterministic=True, device="cpu" if not _cuda() else 0, workers=workers, plots=False,
-               project=str(out), name="train", exist_ok=True, pretrained=False, amp=_cuda(), verbose=True,
+               project=str(out.resolve()), name="train", exist_ok=True, pretrained=False, amp=_cuda(),
+               verbose=True,
                **AUGMENT)
     return out / "train" / "weights" / "best.pt"
 

@@ -180,7 +180,8 @@ def _metrics(run: Path, summary: dict[str, object], report: ExportReport) -> lis
         _, mean = auc_table(oof["labels"][mask], oof["logits"][mask], oof["patient"][mask], rounds=500)
         metrics.append(Metric(name="mean_auc_oof", value=round(mean.auc, 4),
                               ci95=(round(mean.low, 4), round(mean.high, 4)),
-                              data=f"out-of-fold, {k}-fold patient-wise stratified CV on the NIH "
+                              data=f"out-of-fold, {len(np.unique(oof['fold']))} of {k} folds of a "
+                                   f"patient-wise stratified CV on the NIH "
                                    f"ChestX-ray14 sample ({int(mask.sum())} images, subset: {label}, "
                                    "v2020 labels)"))
     probabilities = sigmoid(oof["logits"] / np.array(calibration["temperature"])
@@ -213,7 +214,8 @@ def _entry(name: str, version: str, config: TrainConfig, summary: dict[str, obje
         thresholds=[round(t, 6) for t in calibration["thresholds"]],
         threshold_rule=str(calibration["rule"]), metrics=_metrics(run, summary, report),
         command=f"{summary['command']} && {command}",
-        data=f"NIH ChestX-ray14 sample: {summary['images']} images of {summary['patients']} patients "
+        data=f"NIH ChestX-ray14 sample: {summary.get('images_final', summary['images'])} images "
+             f"of {summary.get('patients_final', summary['patients'])} patients "
              f"({summary['data']}); backbone {summary['backbone']}",
         created_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
         notes="Not for clinical use. Research prototype trained on a small public sample.")

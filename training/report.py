@@ -51,7 +51,9 @@ def write_evaluation(run: Path, out: Path, console: Console) -> list[Path]:
     oof = read_oof(run / "oof.csv")
     out.mkdir(parents=True, exist_ok=True)
     k = int(oof["fold"].max()) + 1
-    parts = [f"## Out-of-fold evaluation ({k}-fold, patient-wise, stratified)\n",
+    total = int(read_oof(run / "oof.csv", scored_only=False)["fold"].max()) + 1
+    scope = f"{total}-fold" if k == total else f"the first {k} folds of a {total}-fold split"
+    parts = [f"## Out-of-fold evaluation ({scope}, patient-wise, stratified)\n",
              "Every image is scored by a model that never saw its patient. 95% intervals: "
              "1,000 patient-level bootstrap rounds. Not for clinical use.\n"]
     subsets = [(f"All {len(oof['image'])} images", np.ones(len(oof["image"]), bool), False),

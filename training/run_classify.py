@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,6 +49,9 @@ class ClassifyRequest:
     command: str
     backbone: str = "efficientnet-lite0"
     max_folds: int | None = None
+    final_only: bool = False
+    """Skip cross-validation: fit the final model with the run folder's earlier
+    out-of-fold results (calibration, epochs), e.g. after a ``--max-folds`` run."""
     cache_file: Path | None = None
     """Reuse (or write) the cached views here; valid for the same data, size, cut, views and seed."""
 
@@ -74,7 +78,8 @@ def run_classify(request: ClassifyRequest, console: Console) -> dict[str, object
     rank = torch.distributed.get_rank() if distributed else 0
     torch.set_num_threads(max(1, torch.get_num_threads()))
     request.out.mkdir(parents=True, exist_ok=True)
-    (request.out / "epochs.jsonl").unlink(missing_ok=True)
+    if not request.final_only:
+        (request.out / "epochs.jsonl").unlink(missing_ok=True)
     config = TrainConfig(backbone=request.backbone, size=request.size, cut=request.cut,
                          views=request.views, epochs=request.epochs, lr=request.lr,
                          distill=request.distill, seed=request.seed)
@@ -102,6 +107,8 @@ def run_classify(request: ClassifyRequest, console: Console) -> dict[str, object
             torch.save({"key": key, "cache": cache}, request.cache_file)
     cache_s = time.perf_counter() - started
     report(f"cache {tuple(cache.shape)} in {cache_s:.0f} s")
+    if request.final_only:
+        return _final_only(request, dataset, cache, model, config, info, report, started)
     cv = cross_validate(dataset, cache, model, config, request.folds, request.out, report,
                         max_folds=request.max_folds)
     scored = ~np.isnan(cv.logits[:, 0])
@@ -159,3 +166,26 @@ def _load_cache(path: Path | None, key: dict[str, object]) -> torch.Tensor | Non
         logger.warning("cache file is for other data or settings; recomputing", extra={"path": str(path)})
         return None
     return saved["cache"]
+
+
+def _final_only(request: ClassifyRequest, dataset: NihDataset, cache: torch.Tensor, model: torch.nn.Module,
+                config: TrainConfig, info: object, report: Callable[[str], None],
+                started: float) -> dict[str, object]:
+    """Fit the final model for a run whose cross-validation is already in ``--out``."""
+    path = request.out / "run.json"
+    if not path.is_file():
+        raise ConfigurationError(f"{path} not found: --final-only needs an earlier run in --out")
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    if summary["config"]["distill"] != config.distill or summary["config"]["size"] != config.size:
+        raise ConfigurationError("--final-only must use the earlier run's settings")
+    epochs = max(1, int(np.median(summary["best_epochs"])))
+    final_started = time.perf_counter()
+    final = fit_final(dataset, cache, model, config, epochs, request.out, report)  # type: ignore[arg-type]
+    torch.save({"state_dict": final.state_dict(), "config": config.to_dict(), "backbone": asdict(info)},  # type: ignore[call-overload]
+               request.out / "model.pt")
+    summary.update(final_epochs=epochs, final_seconds=time.perf_counter() - final_started,
+                   images_final=len(dataset), patients_final=int(len(np.unique(dataset.patients))),
+                   command=f"{summary['command']} && {request.command}")
+    save_run(request.out, config, {k: v for k, v in summary.items() if k != "config"})
+    report(f"final model written to {request.out / 'model.pt'} ({epochs} epochs on {len(dataset)} images)")
+    return summary

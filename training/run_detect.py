@@ -27,7 +27,9 @@ OUTPUTS = {"output0": "(1, 4 + 14, anchors): box centre x, centre y, width, heig
 
 def run_detect(data_root: Path, out: Path, models_dir: Path, *, model: str, size: int, epochs: int,
                batch: int, patience: int, seed: int, name: str, version: str, register: bool,
-               command: str, console: Console, weights: Path | None = None) -> dict[str, object]:
+               command: str, console: Console, weights: Path | None = None,
+               formats: tuple[str, ...] = ("onnx", "openvino"), min_val_map50: float = 0.3,
+               conf: float = 0.25) -> dict[str, object]:
     """Train (unless ``weights`` are given: then only evaluate), evaluate on
     held-out patients and (with ``register``) ship the detector."""
     started = time.perf_counter()
@@ -59,9 +61,20 @@ def run_detect(data_root: Path, out: Path, models_dir: Path, *, model: str, size
     if register:
         target = models_dir / name / version
         onnx, xml = export_detector(weights, size, target)
-        files = [describe_file(models_dir, onnx, "onnx"),
-                 describe_file(models_dir, xml, "openvino-xml", "fp16"),
+        files = [describe_file(models_dir, xml, "openvino-xml", "fp16"),
                  describe_file(models_dir, xml.with_suffix(".bin"), "openvino-bin", "fp16")]
+        if "onnx" in formats:
+            files.insert(0, describe_file(models_dir, onnx, "onnx"))
+        else:
+            onnx.unlink()
+        # Boxes are shown only for findings the detector can localise: chosen on the
+        # validation patients, so the test figures stay unbiased.
+        per_val = val["per_finding"]
+        assert isinstance(per_val, dict)
+        thresholds = [conf if per_val.get(str(f), {}).get("map50", 0.0) >= min_val_map50 else 1.0
+                      for f in FINDINGS]
+        shown = [str(f) for f, t in zip(FINDINGS, thresholds, strict=True) if t < 1.0]
+        console.print(f"boxes shown on the edge for: {', '.join(shown) or 'no finding'}")
         data_text = (f"NIH ChestX-ray14 sample boxes (NIH BBox_List_2017 and ChestX-Det): "
                      f"{sum(v.get('images', 0) for v in data.counts.values())} boxed images, "
                      "patient-wise split "
@@ -74,6 +87,10 @@ def run_detect(data_root: Path, out: Path, models_dir: Path, *, model: str, size
                    Metric(name="map50_test_findings_with_10_boxes", value=round(headline, 4),
                           data="held-out test patients, findings with >= 10 test boxes")]
         entry = ModelEntry(name=name, version=version, task="detector", labels=[str(f) for f in FINDINGS],
+                           thresholds=thresholds,
+                           threshold_rule=f"score >= {conf} for findings whose validation mAP50 >= "
+                                          f"{min_val_map50}; 1.0 = never shown (the detector cannot "
+                                          "localise that finding yet)",
                            input=InputContract(size=size, resize="letterbox", channels=3, mean=0.0,
                                                std=255.0),
                            files=files, outputs=OUTPUTS, metrics=metrics, command=command, data=data_text,

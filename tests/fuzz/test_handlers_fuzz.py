@@ -18,7 +18,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
@@ -50,6 +49,7 @@ from shared.mqtt.communicator import strip_share
 from tests import samples
 from tests.fuzz.budget import fuzz_settings
 from tests.fuzz.envelopes import Family, Hostile, hostile_messages, valid_ids
+from tests.images import chest_like
 from tests.unit.test_offer_flow import World
 
 HUB_EXAMPLES = 500
@@ -94,8 +94,7 @@ class Arena:
 
 
 def _chest_png(path: Path, seed: int) -> Path:
-    y, x = np.mgrid[0:256, 0:256]
-    Image.fromarray(((np.sin(x / (11.0 + seed)) + np.cos(y / 23.0) + 2) * 60).astype(np.uint8)).save(path)
+    Image.fromarray(chest_like(256, seed=seed)).save(path)
     return path
 
 

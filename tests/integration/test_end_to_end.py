@@ -122,7 +122,7 @@ def test_malformed_messages_on_every_topic_are_rejected_and_service_continues(
 
 def test_real_dicom_case(make_system, tmp_path: Path, data_folder: Path) -> None:  # type: ignore[no-untyped-def]
     system = make_system(f"sqlite:///{tmp_path / 'hub.db'}")
-    record = system.edge.submit(data_folder / "dicom" / "siim-cxr-monochrome1.dcm")
+    record = system.edge.submit(data_folder / "dicom" / "siim-cxr-monochrome2.dcm")
     record = system.edge.wait_for_decision(record.case_id, timeout=20)
     assert record.decision is not None and record.decision.status == "accepted"
     with Session(system.hub.engine) as session:
@@ -130,3 +130,6 @@ def test_real_dicom_case(make_system, tmp_path: Path, data_folder: Path) -> None
                                  .where(CaseDiagnosis.case_id == record.case_id)).one()
     assert diagnosis.thumbnail_jpeg.startswith(b"\xff\xd8")
     assert diagnosis.payload["image"]["format"] == "dicom"
+    # the shipped model, with its heat maps, end to end
+    assert diagnosis.payload["model"]["placeholder"] is False
+    assert len(diagnosis.payload["overlays"]) == 3

@@ -3,10 +3,10 @@ against the torch reference; then the shipped model's parity and the edge
 pipeline on the real DICOMs.
 
 Tolerances (max |logit difference| from torch eager on the same weights):
-ONNX Runtime 1e-3; OpenVINO FP16 IR at f32 arithmetic 0.1 (the weights are
+ONNX Runtime 1e-3; OpenVINO FP16 IR at f32 arithmetic 0.15 (the weights are
 rounded to FP16 before export, but the exporter folds batch norm into the
 convolutions afterwards, and the IR rounds those folded weights again: about
-0.03-0.05 on logits of magnitude ~6); the INT8 AUC change is what the
+0.03-0.08 on logits of magnitude up to ~10); the INT8 AUC change is what the
 manifest reports.
 """
 
@@ -32,7 +32,7 @@ from shared.messages import Position  # noqa: E402
 from training.data import load_pixels, load_sample  # noqa: E402
 
 pytestmark = pytest.mark.realdata
-TOLERANCE = {"onnxruntime": 1e-3, "openvino": 0.1}
+TOLERANCE = {"onnxruntime": 1e-3, "openvino": 0.15}
 GOLDENHOUR = [sys.executable, "-m", "shared.cli"]
 
 

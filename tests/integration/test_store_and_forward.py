@@ -8,9 +8,7 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from sqlmodel import Session, select
 
 from edge_agent.agent import EdgeAgent
@@ -21,6 +19,7 @@ from hospital_hub.settings import load_hub_settings
 from hospital_hub.simulated_er import SimulatedEr, always
 from shared.broker import MosquittoBroker, free_port
 from shared.messages import CHUNK_BYTES
+from tests.images import chest_like_png
 from tests.services import wait_until
 
 HOSPITALS = ("bos-mgh", "bos-tufts", "bos-bmc", "bos-bwh", "bos-bidmc", "bos-stelizabeth")
@@ -28,12 +27,8 @@ HOSPITALS = ("bos-mgh", "bos-tufts", "bos-bmc", "bos-bwh", "bos-bidmc", "bos-ste
 
 @pytest.fixture
 def big_png(tmp_path: Path) -> Path:
-    """A 1400 x 1400 noisy 16-bit PNG of about 3.7 MB: bigger than a 1 MB packet."""
-    rng = np.random.default_rng(7)
-    path = tmp_path / "big.png"
-    Image.fromarray(rng.integers(0, 65535, (1400, 1400), dtype=np.uint16)).save(path)
-    assert path.stat().st_size > 3 * 1024 * 1024
-    return path
+    """A 3.4 MB chest-like 16-bit PNG: 14 chunks through a 1 MB packet limit."""
+    return chest_like_png(tmp_path / "big.png", size=1400, seed=11, bits=16)
 
 
 @pytest.fixture

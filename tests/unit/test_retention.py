@@ -8,7 +8,6 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -36,6 +35,7 @@ from shared.logs import JsonFormatter, KeyValueFormatter
 from shared.messages import CaseUpdateV1, Patient
 from shared.mqtt import InMemoryCommunicator
 from tests import samples
+from tests.images import chest_like
 from tests.services import wait_until
 from tests.unit.test_offer_flow import World
 
@@ -132,8 +132,7 @@ def test_no_patient_data_in_any_log_record(world: World, tmp_path: Path,
     """A whole case with a distinctive name through the edge agent, the hub,
     its API and pages; not one log record may carry the personal data."""
     caplog.set_level(logging.DEBUG)
-    pixels = (np.add.outer(np.arange(256), np.arange(256)) % 256).astype(np.uint8)
-    Image.fromarray(pixels).save(tmp_path / "xray.png")
+    Image.fromarray(chest_like(256)).save(tmp_path / "xray.png")
     edge = EdgeAgent(load_edge_settings(ambulance_id="amb-1", lat=42.3631, lon=-71.0686,
                                         state_dir=tmp_path / "edge"),
                      communicator=InMemoryCommunicator(world.broker), announce=False)
