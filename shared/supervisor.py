@@ -28,6 +28,7 @@ from shared import topics
 from shared.broker import BrokerKind, EmbeddedBroker, start_embedded_broker
 from shared.datapaths import data_dir
 from shared.errors import ContractError, GoldenhourError
+from shared.lifecycle import interruptible
 from shared.messages import StatusV1, decode
 from shared.mqtt import PahoCommunicator
 from shared.settings import MqttSettings
@@ -188,6 +189,7 @@ def _seed_demo_users(database_url: str, password: str) -> None:
 
 def run_demo(options: DemoOptions) -> int:
     """Run the demo until Ctrl-C (or ``duration_s``); returns an exit code."""
+    interruptible()
     options.state_dir.mkdir(parents=True, exist_ok=True)
     state = options.state_dir.resolve()
     password = demo_password(state)

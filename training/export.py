@@ -189,12 +189,12 @@ def _metrics(run: Path, summary: dict[str, object], report: ExportReport) -> lis
     sens = [float(((probabilities[:, j] >= calibration["thresholds"][j]) & (oof["labels"][:, j] == 1)).sum()
                   / max(oof["labels"][:, j].sum(), 1)) for j in range(len(FINDINGS))]
     metrics.append(Metric(name="mean_sensitivity_at_threshold", value=round(float(np.mean(sens)), 4),
-                          data="out-of-fold, all sample images"))
+                          data=f"out-of-fold, the {len(oof['image'])} sample images scored"))
     metrics.append(Metric(name="ece_before_calibration", value=round(float(summary["ece_before"]), 4),
-                          data="out-of-fold, all sample images, 10 bins"))
+                          data=f"out-of-fold, the {len(oof['image'])} sample images scored, 10 bins"))
     metrics.append(Metric(name="ece_after_calibration", value=round(float(summary["ece_after"]), 4),
-                          data="out-of-fold, all sample images, 10 bins (calibration fitted on the same "
-                               "predictions, so optimistic)"))
+                          data=f"out-of-fold, the {len(oof['image'])} sample images scored, 10 bins "
+                               "(calibration fitted on the same predictions, so optimistic)"))
     if report.auc_int8 is not None:
         metrics.append(Metric(name="int8_mean_auc_change", value=round(report.auc_int8 - report.auc_fp32, 4),
                               data=f"final model, FP32 vs INT8 on all {report.images} sample images "
