@@ -97,7 +97,9 @@ def write_12bit_dicom(pixels: np.ndarray, path: Path) -> None:
 def time_backend(config: Any, inputs: dict[str, Path], runs: int, warmup: int = 3
                  ) -> dict[str, dict[str, list[float]]]:
     """Stage timings in ms per input for one backend."""
-    pipeline = DiagnosisPipeline(load_classifier(config), load_detector(_detector_config(config)))
+    # The detector ships as OpenVINO IR only and runs there whatever the classifier's
+    # backend (as on the edge); only the classify stage differs between rows.
+    pipeline = DiagnosisPipeline(load_classifier(config), load_detector(OpenVinoConfig()))
     position = Position(lat=42.36, lon=-71.06)
     out: dict[str, dict[str, list[float]]] = {}
     for label, path in inputs.items():
@@ -118,16 +120,10 @@ def time_backend(config: Any, inputs: dict[str, Path], runs: int, warmup: int = 
     return out
 
 
-def _detector_config(config: Any) -> Any:
-    """The detector ships as OpenVINO IR only and runs there whatever the
-    classifier's backend (as on the edge); only the classify stage differs."""
-    return OpenVinoConfig()
-
-
 def _serving_memory(inputs: dict[str, Path], runs: int) -> dict[str, Any]:
     """Peak RSS of a fresh process that loads the default backend and diagnoses."""
     code = (
-        "import json,resource,sys\n"
+        "import json,sys\n"
         "from pathlib import Path\n"
         "from edge_agent.pipeline import build_pipeline\n"
         "from edge_agent.settings import load_edge_settings\n"

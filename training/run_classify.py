@@ -76,7 +76,6 @@ def run_classify(request: ClassifyRequest, console: Console) -> dict[str, object
     """Run the whole job; returns the summary also written to ``run.json``."""
     distributed = init_distributed()
     rank = torch.distributed.get_rank() if distributed else 0
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     request.out.mkdir(parents=True, exist_ok=True)
     if not request.final_only:
         (request.out / "epochs.jsonl").unlink(missing_ok=True)
