@@ -18,13 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.chunks import MEDIA_TYPES, image_chunks
-from edge_agent.outbox import Outbox, OutboxSender, Pending
+from edge_agent.metrics import EdgeMetrics
+from edge_agent.outbox import Outbox, OutboxFull, OutboxSender, Pending
 from edge_agent.pipeline import DiagnosisPipeline, build_pipeline
+from edge_agent.pipeline_slot import PipelineSlot
 from edge_agent.settings import EdgeSettings
 from edge_agent.triage import assess
 from shared import topics
 from shared.errors import InputImageError, MessagingError
 from shared.ids import new_case_id
+from shared.logs import case_context
 from shared.messages import (
     CaseDecisionV1,
     CaseStatusV1,
@@ -91,7 +94,8 @@ class EdgeAgent:
                                   ambulance_id=self.ambulance_id) if announce else None,
         )
         self.messenger = Messenger(self.communicator, sender=self.ambulance_id)
-        self.pipeline = pipeline or build_pipeline(settings)
+        self.models = PipelineSlot(pipeline or build_pipeline(settings))
+        """The pipeline in use; a model update swaps it between diagnoses."""
         self.position = Position(lat=settings.lat, lon=settings.lon)
         self.outbox = Outbox(
             outbox_path or settings.state_dir / f"outbox-{self.ambulance_id}.sqlite3",
@@ -104,6 +108,15 @@ class EdgeAgent:
         self._stop = threading.Event()
         self._position_thread: threading.Thread | None = None
         self._rng = random.Random(self.ambulance_id)
+        self.metrics = EdgeMetrics(self.ambulance_id, outbox_depth=self.outbox.pending,
+                                   unconfirmed=self.outbox.unconfirmed,
+                                   connected=lambda: self.communicator.connected)
+        """Prometheus metrics (served at /metrics on the crew page)."""
+
+    @property
+    def pipeline(self) -> DiagnosisPipeline:
+        """The pipeline that the next diagnosis runs on."""
+        return self.models.current
 
     def start(self, wait: bool = True) -> None:
         """Subscribe to this ambulance's decisions, connect and forward the outbox."""
@@ -140,8 +153,25 @@ class EdgeAgent:
             OutboxFull: the outbox is at its disk budget.
         """
         case_id = new_case_id()
-        diagnosis = self.pipeline.run(path, ambulance_id=self.ambulance_id,
-                                      position=self.position, patient=patient)
+        with case_context(case_id):  # every log line of this diagnosis names the case
+            try:
+                record = self._submit(case_id, path, patient)
+            except InputImageError:
+                self.metrics.count_submission("unusable_image")
+                raise
+            except OutboxFull:
+                self.metrics.count_submission("outbox_full")
+                raise
+            except Exception:
+                self.metrics.count_submission("failed")
+                raise
+        self.metrics.count_submission("queued", record.triage_level)
+        return record
+
+    def _submit(self, case_id: str, path: Path, patient: Patient | None) -> CaseRecord:
+        diagnosis = self.models.run(path, ambulance_id=self.ambulance_id,
+                                    position=self.position, patient=patient)
+        self.metrics.observe_diagnosis(diagnosis)
         messages = [self._message("diagnosis", None, topics.CASE_DIAGNOSIS, diagnosis, case_id)]
         if self.settings.send_full_image:
             try:
@@ -236,6 +266,7 @@ class EdgeAgent:
                 return
             self._seen_decisions.add(envelope.message_id)
             record = self.cases.get(case_id)
+        self.metrics.decisions.labels(status=decision.status).inc()
         self.outbox.mark_case(case_id, decision=decision.status)
         self.outbox.save_case_doc(case_id, "decision", decision.model_dump_json())
         self.outbox.confirm(case_id)

@@ -58,6 +58,11 @@ def run(
     agent = EdgeAgent(settings)
     stop = stop_event()
     agent.start(wait=False)
+    from edge_agent.model_update import ModelUpdater
+
+    updater = ModelUpdater.from_settings(settings, agent.models)  # None unless configured
+    if updater is not None:
+        updater.start()
     crew = None
     port = http_port or settings.http_port
     if port:
@@ -98,6 +103,8 @@ def run(
             receiver.stop()
         if crew is not None:
             crew.stop()
+        if updater is not None:
+            updater.stop()
         agent.stop()
 
 

@@ -42,8 +42,10 @@ from shared.errors import (
     NoPixelDataError,
     NotFrontalViewError,
     PhotometricInterpretationError,
+    SyntheticImageError,
     UnsupportedImageError,
 )
+from shared.synthetic import read_mark
 
 logger = logging.getLogger(__name__)
 
@@ -248,6 +250,9 @@ def _raster_pixels(data: bytes, path: Path) -> tuple[_Decoded, Literal["png", "j
                                             f"(PNG, JPEG or DICOM)")
             _check_size(path.name, *image.size)
             image.load()
+            if read_mark(getattr(image, "text", None) or image.info) is not None:
+                raise SyntheticImageError(f"{path.name}: a synthetic image made by goldenhour's generator, "
+                                          "not a patient's X-ray; it is never diagnosed as a case")
             if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 bits = 16
                 array = _to_uint8(np.asarray(image))

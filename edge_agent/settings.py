@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge_agent.backends import BackendConfig, OpenVinoConfig
+from edge_agent.update_settings import ModelUpdateSettings
 from shared.ids import Identifier
 from shared.manifest import DEFAULT_MODELS_DIR
 from shared.settings import LogFormat, MqttSettings
@@ -66,6 +67,8 @@ class EdgeSettings(BaseSettings):
     """Box detector in the manifest; None (or absent from the manifest): heat-map regions only."""
     backend: BackendConfig = Field(default_factory=OpenVinoConfig)
     """Inference backend by kind: ``GOLDENHOUR_EDGE_BACKEND__KIND=onnxruntime``."""
+    model_update: ModelUpdateSettings = Field(default_factory=ModelUpdateSettings)
+    """Signed model updates from the hub (``GOLDENHOUR_EDGE_MODEL_UPDATE__URL``); off by default."""
     log_level: str = "INFO"
     log_format: LogFormat = "text"
 

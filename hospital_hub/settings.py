@@ -48,6 +48,9 @@ class HubSettings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     log_level: str = "INFO"
     log_format: LogFormat = "text"
+    metrics_token: SecretStr | None = None
+    """When set, ``GET /metrics`` needs ``Authorization: Bearer <token>``; unset, it is
+    open like ``/health`` (its figures hold no patient data). See docs/deploy.md."""
     secret_key: SecretStr | None = None
     """Signs the session cookies of the web pages. Unset: a random key is made
     once and kept in ``secret_key_file``, by default beside a SQLite database
@@ -68,6 +71,19 @@ class HubSettings(BaseSettings):
     retention_days: float | None = Field(default=30.0, gt=0)
     """After this many days a case's images and personal data are deleted;
     the anonymous statistics stay. None keeps everything."""
+    pacs_calling_ae_title: str = Field(default="GOLDENHOUR", pattern=r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+    """The hub's own AE title when it pushes accepted cases to an ER's PACS
+    (the PACS itself is set per hospital in the registry; docs/hospital-formats.md)."""
+    pacs_interval_s: float = Field(default=2.0, gt=0)
+    """How often due PACS pushes are sent."""
+    pacs_retry_initial_s: float = Field(default=5.0, gt=0)
+    pacs_retry_max_s: float = Field(default=600.0, gt=0)
+    """A failed push is retried after ``pacs_retry_initial_s``, doubling up to this."""
+    pacs_timeout_s: float = Field(default=30.0, gt=0)
+    """Connection, association and C-STORE response timeout."""
+    model_offer_dir: Path | None = None
+    """The signed model release offered to edges (``goldenhour models publish
+    --hub-dir``), served at ``/api/models/offer``; None: no offer."""
 
 
 def load_hub_settings(**overrides: Any) -> HubSettings:

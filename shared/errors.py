@@ -137,3 +137,33 @@ class NotFrontalViewError(InputImageError):
 class NotChestRadiographError(InputImageError):
     """The out-of-distribution guard judged the image not to be a chest
     radiograph (a colour photo, a document, a negative, noise, ...)."""
+
+
+class SyntheticImageError(InputImageError):
+    """A GAN-generated image (it carries goldenhour's synthetic mark): never a
+    patient, so never diagnosed as a case nor used to evaluate a model."""
+
+
+# --- Signed model updates (shared/signing.py, edge_agent/model_update.py).
+
+
+class ModelUpdateError(GoldenhourError):
+    """A model release that cannot be fetched, verified, installed or trusted."""
+
+
+class SignatureError(ModelUpdateError):
+    """A release signature that does not verify (tampered, or signed with another
+    key), or a signing key that cannot be read."""
+
+
+# --- Hospital formats (hospital_hub/dicom_results.py, hospital_hub/pacs.py).
+
+
+class DicomExportError(GoldenhourError):
+    """A case's AI result cannot be written as DICOM (a source image without the
+    identifiers that a reference needs, an unreadable heat map)."""
+
+
+class PacsError(GoldenhourError):
+    """A hospital's PACS could not be reached, refused the association, or did
+    not acknowledge a C-STORE with success."""

@@ -231,3 +231,106 @@ def export(
 
     export_run(run, name, version, models_dir or DEFAULT_MODELS_DIR, int8=int8,
                data_root=_data_root(folder), console=console, command=invocation())
+
+
+@app.command("gan")
+def gan(
+    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/gan/fold<K> or runs/gan/all).")
+                   ] = None,
+    held_out: Annotated[int, typer.Option("--held-out", help="Fold the GAN must never see (-1: train on "
+                                          "all images, for the generator that ships).")] = 0,
+    folds: Annotated[int, typer.Option(min=2, help="Patient-wise folds, as in 'train classify'.")] = 5,
+    size: Annotated[int, typer.Option(help="Final resolution: 128 on a CPU, 256-512 on a GPU.")] = 128,
+    images_per_phase: Annotated[int, typer.Option(help="Real images shown per fade-in and per stable "
+                                                  "phase of each resolution.")] = 1200,
+    final_images: Annotated[int, typer.Option(help="Extra images at the final resolution.")] = 2400,
+    seed: int = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from the run folder's checkpoint.")] = True,
+    folder: DataOption = None,
+) -> None:
+    """Train the class-conditional progressive GAN on the training folds only,
+    with checkpoints (resumable), a progress bar and a sample grid per epoch."""
+    from training.run_gan import run_gan
+
+    target = out or Path("runs/gan") / ("all" if held_out < 0 else f"fold{held_out}")
+    state = run_gan(_data_root(folder), target, held_out=held_out, folds=folds, size=size,
+                    images_per_phase=images_per_phase, final_images=final_images, seed=seed,
+                    resume=resume, command=invocation(), console=console)
+    console.print(f"GAN trained on {len(state.names)} images, {state.seen} shown; checkpoint in {target}")
+
+
+@app.command("synthesize")
+def synthesize_command(
+    finding: Annotated[str, typer.Option(help="NIH finding name, e.g. Hernia.")],
+    count: Annotated[int, typer.Option(min=1, help="Images to write.")] = 100,
+    checkpoint: Annotated[Path, typer.Option(help="A GAN checkpoint from 'train gan'.")
+                          ] = Path("runs/gan/fold0/checkpoint.pt"),
+    out: Annotated[Path, typer.Option(help="Folder for the PNGs and synthetic.json.")
+                   ] = Path("runs/synthetic"),
+    seed: int = 0,
+    folder: DataOption = None,
+) -> None:
+    """Write labelled synthetic images of one finding. Every file is marked
+    synthetic (name, PNG text chunk, manifest): it can train a model but never
+    enter an evaluation set, and the edge refuses to diagnose it as a case."""
+    from shared.errors import ConfigurationError
+    from training.synthesize import synthesize
+
+    root = folder or data_dir()
+    try:
+        path = synthesize(checkpoint, finding, count, out, data_root=root if root and root.is_dir() else None,
+                          seed=seed, command=invocation())
+    except ConfigurationError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    console.print(f"wrote {count} synthetic {finding} images; manifest {path}")
+
+
+@app.command("gan-quality")
+def gan_quality(
+    gan_dir: Annotated[Path, typer.Option(help="Folder of fold<K> GAN runs.")] = Path("runs/gan"),
+    out: Annotated[Path, typer.Option(help="Where quality.md and the sample grids go.")
+                   ] = Path("docs/synthetic"),
+    folds: Annotated[int, typer.Option(min=2)] = 5,
+    folder: DataOption = None,
+) -> None:
+    """FID and KID of each fold's GAN against its held-out real images (offline
+    EfficientNet-Lite0 features), a real-vs-real floor, and sample grids."""
+    from training.run_quality import run_quality
+
+    path = run_quality(_data_root(folder), gan_dir, out, folds=folds, command=invocation(), console=console)
+    console.print(path.read_text(encoding="utf-8"))
+
+
+@app.command("ablation")
+def ablation(
+    gan_dir: Annotated[Path, typer.Option(help="Folder of fold<K> GAN runs.")] = Path("runs/gan"),
+    out: Annotated[Path, typer.Option(help="Run folder (oof.npz, results.json, ablation.md).")
+                   ] = Path("runs/ablation"),
+    docs: Annotated[Path | None, typer.Option(help="Also copy ablation.md here.")] = None,
+    seeds: Annotated[str, typer.Option(help="Comma-separated training seeds.")] = "0,1,2",
+    ratios: Annotated[str, typer.Option(help="Synthetic images per real positive of each rare finding "
+                                        "(comma-separated; empty: no synthetic arms).")] = "0.5,1,2",
+    size: int = 128,
+    views: Annotated[int, typer.Option(min=1)] = 2,
+    epochs: Annotated[int, typer.Option(min=1)] = 4,
+    folds: Annotated[int, typer.Option(min=2)] = 5,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N images (smoke tests).")] = None,
+    folder: DataOption = None,
+) -> None:
+    """Baseline, class-weighted loss, oversampling and synthetic images at several
+    ratios, on the pipeline's patient-wise folds with several seeds: per-finding
+    and mean out-of-fold AUC with paired bootstrap intervals (real images only)."""
+    import shutil
+
+    from training.ablation import AblationConfig, default_arms, run_ablation
+
+    ratio_values = tuple(float(r) for r in ratios.split(",") if r.strip())
+    config = AblationConfig(size=size, views=views, epochs=epochs, folds=folds, limit=limit,
+                            seeds=tuple(int(s) for s in seeds.split(",") if s.strip()),
+                            arms=default_arms(ratio_values))
+    path = run_ablation(_data_root(folder), gan_dir, out, config, command=invocation(), console=console)
+    if docs is not None:
+        docs.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, docs / path.name)
+    console.print(path.read_text(encoding="utf-8"))

@@ -20,6 +20,7 @@ from PIL import Image
 
 from shared.errors import ConfigurationError
 from shared.findings import FINDINGS, NO_FINDING
+from shared.synthetic import FILE_PREFIX, read_mark
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,10 @@ def load_nih(labels_csv: Path, image_dir: Path, teacher_csv: Path | None = None)
     with _open_csv(labels_csv) as handle:
         for row in csv.DictReader(handle):
             name = row["Image Index"]
+            if name.startswith(FILE_PREFIX):
+                raise ConfigurationError(f"{labels_csv} lists synthetic image {name}; real-data label "
+                                         "files never hold synthetic images (they only train, via "
+                                         "train ablation / synthesize)")
             if name not in present:
                 missing += 1
                 continue
@@ -136,8 +141,16 @@ def load_teacher(path: Path, names: list[str]) -> np.ndarray:
 
 
 def read_grey(path: Path, size: int) -> np.ndarray:
-    """An image file as an 8-bit grey ``size`` x ``size`` array (whole image resized)."""
+    """An image file as an 8-bit grey ``size`` x ``size`` array (whole image resized).
+
+    Raises:
+        ConfigurationError: the file carries goldenhour's synthetic mark; real-data
+            loaders (which feed every evaluation) never read a generated image.
+    """
     with Image.open(path) as image:
+        if read_mark(image.info) is not None:
+            raise ConfigurationError(f"{path.name} is a synthetic image in a real-data folder; "
+                                     "synthetic images only enter training through a synthetic set")
         grey = image.convert("L") if image.mode not in ("I;16", "I") else _16_to_8(image)
         return np.asarray(grey.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
