@@ -25,7 +25,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from hospital_hub import messages
+from hospital_hub import messages, pacs
 from hospital_hub.db import session_scope
 from hospital_hub.models import (
     Ambulance,
@@ -331,6 +331,7 @@ class CaseService:
             assert hospital is not None  # foreign key
             messages.decision_accepted(session, self._sender, case, offer, hospital)
             self._event(session, case, "accepted", decided_by, hospital_id=hospital_id)
+            pacs.queue_push(session, case, hospital, actor=self._sender)  # sent by PacsPusher
             self._status(session, case, f"{hospital.name} accepts; about "
                                         f"{offer.eta_min:.0f} min.")
         logger.info("offer accepted; decision queued for the ambulance",
@@ -435,3 +436,5 @@ class CaseService:
                 session.add(accepted)
                 messages.offer_withdrawn(session, self._sender, case, accepted,
                                          f"Patient no longer coming. {why}")
+            pacs.withdraw(session, case, case.accepted_hospital_id,
+                          f"Patient no longer coming. {why}", actor=self._sender)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 from sqlalchemy import JSON, Column, DateTime, Dialect, LargeBinary, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -64,6 +64,10 @@ class OfferState(StrEnum):
 
 
 # -- hospitals ------------------------------------------------------------------
+AE_TITLE = re.compile(r"(?! *$)[\x20-\x5b\x5d-\x7e]{1,16}")
+"""A DICOM Application Entity title: 1 to 16 characters, not all spaces, no backslash."""
+
+
 class HospitalBase(SQLModel):
     """An emergency department that can receive ambulances."""
 
@@ -79,6 +83,26 @@ class HospitalBase(SQLModel):
     isolation_rooms: int = Field(default=0, ge=0)
     paediatrics: bool = False
     contact: str = Field(default="", max_length=200)
+    pacs_ae_title: str | None = Field(default=None, max_length=16)
+    """The ER's PACS (DICOM C-STORE SCP) that accepted cases are pushed to:
+    its AE title, host and port, all three or none (no PACS: nothing is pushed)."""
+    pacs_host: str | None = Field(default=None, max_length=255)
+    pacs_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @field_validator("pacs_ae_title", "pacs_host", "pacs_port", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        """An empty registry cell means "no PACS"."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _pacs_complete(self) -> HospitalBase:
+        parts = (self.pacs_ae_title, self.pacs_host, self.pacs_port)
+        if any(p is not None for p in parts) and any(p is None for p in parts):
+            raise ValueError("a PACS needs pacs_ae_title, pacs_host and pacs_port (or none)")
+        if self.pacs_ae_title is not None and not AE_TITLE.fullmatch(self.pacs_ae_title):
+            raise ValueError("pacs_ae_title: 1 to 16 printable ASCII characters, no backslash")
+        return self
 
 
 class HospitalCreate(HospitalBase):
@@ -335,6 +359,32 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True, index=True))
     attempts: int = 0
+
+
+class PacsPush(SQLModel, table=True):
+    """One DICOM instance (``what``: the ``image``, the ``sr`` or the ``sc``) of
+    an accepted case to store in the accepting ER's PACS; retried with backoff
+    until the PACS acknowledges it (see :mod:`hospital_hub.pacs`). ``data``
+    holds the exact bytes sent, so a retry re-sends the same SOP Instance UID;
+    it is cleared once the PACS has the instance."""
+
+    __table_args__ = (UniqueConstraint("case_id", "hospital_id", "what"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(foreign_key="case.id", index=True, max_length=64)
+    hospital_id: str = Field(foreign_key="hospital.id", max_length=64)
+    what: str = Field(max_length=8)
+    status: str = Field(default="pending", max_length=16, index=True)
+    """``pending``, ``sent`` or ``abandoned`` (case diverted or cancelled, data purged)."""
+    sop_class_uid: str | None = Field(default=None, max_length=64)
+    sop_instance_uid: str | None = Field(default=None, max_length=64)
+    data: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    next_attempt_at: datetime = Field(default_factory=utcnow,
+                                      sa_column=_ts(nullable=False, index=True))
+    sent_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
 # -- people, service clients and the access log --------------------------------------

@@ -64,6 +64,9 @@ their ER (others do not exist for them); ambulances read no case."""
 # Mutating routes get an empty body: 422 means "allowed; the body is checked next".
 RULES: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/health"): _everyone(200),
+    ("GET", "/health/live"): _everyone(200),
+    ("GET", "/health/ready"): _everyone(200),
+    ("GET", "/metrics"): _everyone(200),  # open unless GOLDENHOUR_HUB_METRICS_TOKEN is set
     ("GET", "/login"): _everyone(200),
     ("POST", "/login"): _everyone(422),
     ("POST", "/logout"): _everyone(303),
@@ -90,6 +93,10 @@ RULES: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/cases/{case_id}/overlays/{finding}.jpg"): _rule(401, 404, **AMBULANCES_403),
     ("GET", "/api/cases/{case_id}/image"): CASE_READ,
     ("GET", "/api/cases/{case_id}/preview.png"): CASE_READ,
+    ("GET", "/api/cases/{case_id}/fhir"): CASE_READ,
+    # 404 here: the image added below is not the one the sample diagnosis read
+    ("GET", "/api/cases/{case_id}/dicom/sr"): _rule(401, 404, **AMBULANCES_403),
+    ("GET", "/api/cases/{case_id}/dicom/sc"): _rule(401, 404, **AMBULANCES_403),
     ("GET", "/api/events"): _rule(401, 200, **AMBULANCES_403),
     ("POST", "/lang"): _everyone(422),
     ("GET", "/cases"): _rule(303, 200, **SERVICES_403),
@@ -100,6 +107,10 @@ RULES: dict[tuple[str, str], dict[str, int]] = {
         _rule(401, 422, dispatcher=403, doc_b=404, **AMBULANCES_403),
     ("POST", "/api/cases/{case_id}/updates"):
         _rule(401, 403, admin=422, ambulance=422, other_ambulance=404),
+    # model updates (hospital_hub/model_updates.py): 404 here, as this hub offers no model
+    ("GET", "/api/models/offer"): _rule(401, 403, admin=404, ambulance=404, other_ambulance=404),
+    ("GET", "/api/models/files/{name}/{version}/{filename}"):
+        _rule(401, 403, admin=404, ambulance=404, other_ambulance=404),
 }
 
 

@@ -145,3 +145,11 @@ def test_training_checkpoints_resumes_and_writes_grids(tmp_path: Path) -> None:
     assert (tmp_path / "log.jsonl").read_text().count("\n") >= 3
     with pytest.raises(ConfigurationError, match="other images"):
         train_gan(pixels, labels, [f"x{i}" for i in range(12)], tmp_path, config, grid_findings=["Hernia"])
+
+
+def test_generator_average_ramps_up_with_images_seen() -> None:
+    from training.gan.train_gan import ema_beta
+
+    early, late = ema_beta(16, 80, 10_000), ema_beta(16, 1_000_000, 10_000)
+    assert early < 0.5 < late < 1.0
+    assert late == pytest.approx(0.5 ** (16 / 10_000))
