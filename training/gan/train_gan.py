@@ -52,7 +52,10 @@ class GanConfig:
     lr: float = 1e-3
     gp_weight: float = 10.0
     drift: float = 1e-3
-    ema: float = 0.999
+    ema_half_life: int = 10_000
+    """Images over which the sampling generator's average halves its weight on old
+    values; ramped up as 10% of the images seen so far (as StyleGAN does), so that a
+    short CPU run is not averaged back towards its random start."""
     seed: int = 0
     checkpoint_every: int = 2000
 
@@ -172,6 +175,11 @@ def _gradient_penalty(critic: Discriminator, real: torch.Tensor, fake: torch.Ten
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
 
+def ema_beta(batch: int, seen: int, half_life: int) -> float:
+    """The averaging weight on the old value for one step of ``batch`` images."""
+    return 0.5 ** (batch / max(min(half_life, 0.1 * seen), 1.0))
+
+
 def train_step(state: GanState, pixels: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """One critic and one generator update on a batch of real images (uint8, full size)."""
     config = state.config
@@ -194,10 +202,11 @@ def train_step(state: GanState, pixels: torch.Tensor, labels: torch.Tensor) -> d
     state.opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     state.opt_g.step()
+    state.seen += len(real)
+    beta = ema_beta(len(real), state.seen, config.ema_half_life)
     with torch.no_grad():
         for averaged, live in zip(state.ema.parameters(), state.generator.parameters(), strict=True):
-            averaged.lerp_(live, 1 - config.ema)
-    state.seen += len(real)
+            averaged.lerp_(live, 1 - beta)
     return {"d_loss": float(d_loss.detach()), "g_loss": float(g_loss.detach()), "gp": float(gp.detach()),
             "resolution": stage.resolution, "alpha": stage.alpha}
 
