@@ -16,6 +16,11 @@ if [ "$profile" = test ]; then
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || have initdb || need+=(postgresql)
   [ -x /usr/bin/chromium ] || need+=(chromium)
   have openssl || need+=(openssl)
+  # tests/deploy: systemd-analyze checks the units, nginx the reverse proxy's configuration.
+  have systemd-analyze || need+=(systemd)
+  have nginx || [ -x /usr/sbin/nginx ] || need+=(nginx)
+  # dciodvfy checks the DICOM SR and Secondary Capture the hub writes
+  have dciodvfy || need+=(dicom3tools)
   # Korean glyphs for the consoles' screenshots: nice to have, never required
   # (the tests check text, not glyphs), so only asked for when we can install.
   if [ ! -d /usr/share/fonts/truetype/nanum ] && { [ "$(id -u)" = 0 ] || have sudo; }; then
@@ -34,6 +39,10 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "goldenhour: installing system packages: ${need[*]}" >&2
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # The tests run their own nginx; a freshly installed system one is not wanted.
+    if [[ " ${need[*]} " == *" nginx "* ]] && have systemctl && [ -d /run/systemd/system ]; then
+      $sudo systemctl disable --now nginx >/dev/null 2>&1 || true
+    fi
   fi
 fi
 

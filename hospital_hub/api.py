@@ -26,7 +26,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
 from sqlmodel import Session, col, select
 
-from hospital_hub import i18n, views
+from hospital_hub import dicom_results, fhir, i18n, views
 from hospital_hub.auth import SESSION_COOKIE, HubSecurity, Principal, verify_password
 from hospital_hub.cases import AI_NOTICE, DecisionResult
 from hospital_hub.events import EventFeed, stream
@@ -49,11 +49,12 @@ from hospital_hub.models import (
     OfferState,
     utcnow,
 )
+from hospital_hub.ops import add_ops_routes
 from hospital_hub.preview import PreviewError, render_preview
 from hospital_hub.records import CaseFilter, case_pdf, case_record, search_cases
 from hospital_hub.runtime import HubRuntime
 from shared import __version__
-from shared.errors import CaseError, NotFound
+from shared.errors import CaseError, DicomExportError, NotFound
 from shared.findings import Finding
 from shared.messages import CaseUpdateV1
 
@@ -497,6 +498,59 @@ def get_preview(user: CaseReader, case: ReadableCase, request: Request, session:
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-store"})
 
 
+@api.get("/cases/{case_id}/fhir", response_class=Response,
+         responses={200: {"content": {fhir.MEDIA_TYPE: {}}}})
+def get_fhir(user: CaseReader, case: ReadableCase, request: Request, session: SessionDep,
+             security: SecurityDep) -> Response:
+    """The AI result as a FHIR R4B Bundle (``collection``): a preliminary
+    DiagnosticReport, an Observation per finding above its threshold and one
+    of the triage level, the patient, the model as a Device and the
+    ImagingStudy; see docs/hospital-formats.md."""
+    try:
+        bundle = fhir.case_bundle(session, case)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    security.access.viewed(user, "fhir", [case.id], _client(request))
+    return Response(bundle.model_dump_json(), media_type=fhir.MEDIA_TYPE,
+                    headers={"Cache-Control": "private, no-store"})
+
+
+def _dicom_download(kind: Literal["sr", "sc"], user: Principal, case: Case, request: Request,
+                    session: Session, security: HubSecurity) -> Response:
+    try:
+        instance = dicom_results.case_instances(session, case, (kind,)).get(kind)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except DicomExportError as exc:
+        logger.warning("DICOM result cannot be made", extra={"case_id": case.id, "error": str(exc)})
+        raise HTTPException(404, f"no DICOM {kind} for case {case.id}: {exc}") from exc
+    if instance is None:
+        raise HTTPException(404, f"no heat map for case {case.id}")
+    security.access.viewed(user, f"dicom_{kind}", [case.id], _client(request))
+    return Response(instance.data, media_type="application/dicom", headers={
+        "Cache-Control": "private, no-store",
+        "Content-Disposition": f'attachment; filename="goldenhour-{case.id}-{kind}.dcm"'})
+
+
+@api.get("/cases/{case_id}/dicom/sr", response_class=Response,
+         responses={200: {"content": {"application/dicom": {}}}})
+def get_dicom_sr(user: CaseReader, case: ReadableCase, request: Request, session: SessionDep,
+                 security: SecurityDep) -> Response:
+    """The AI findings as a DICOM Comprehensive 3D SR (TID 1500) referencing
+    the case's image, as pushed to the accepting ER's PACS; 404 until the
+    full image has arrived."""
+    return _dicom_download("sr", user, case, request, session, security)
+
+
+@api.get("/cases/{case_id}/dicom/sc", response_class=Response,
+         responses={200: {"content": {"application/dicom": {}}}})
+def get_dicom_sc(user: CaseReader, case: ReadableCase, request: Request, session: SessionDep,
+                 security: SecurityDep) -> Response:
+    """The top finding's heat map as a DICOM Secondary Capture in the image's
+    study; 404 until the full image has arrived, and for models without heat maps."""
+    return _dicom_download("sc", user, case, request, session, security)
+
+
 @api.get("/events", include_in_schema=False)
 async def get_events(user: CaseReader, request: Request, runtime: RuntimeDep,
                      max_s: Annotated[float, Query(ge=0, le=3600)] = 300.0) -> StreamingResponse:
@@ -898,12 +952,17 @@ def create_app(
             "version": __version__,
         }
 
+    add_ops_routes(app, runtime)  # /health/live, /health/ready, /metrics
+
     @app.get("/openapi.json", include_in_schema=False)
     def openapi(user: AnyUser) -> dict[str, Any]:
         """The OpenAPI schema (signed-in users and service clients)."""
         return app.openapi()
 
+    from hospital_hub.model_updates import router as model_updates  # it imports this module
+
     app.include_router(api)
+    app.include_router(model_updates)
     app.include_router(pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

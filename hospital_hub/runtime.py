@@ -15,8 +15,10 @@ from hospital_hub.db import make_engine, migrate, session_scope
 from hospital_hub.handlers import subscribe_handlers
 from hospital_hub.images import ImageStore
 from hospital_hub.live import LiveState
+from hospital_hub.metrics import HubMetrics, MeasuredCaseService, MeasuredMessenger
 from hospital_hub.models import DeadLetter
 from hospital_hub.outbox import Outbox
+from hospital_hub.pacs import PacsPusher
 from hospital_hub.registry import import_registry
 from hospital_hub.settings import HubSettings
 from shared import topics
@@ -44,14 +46,23 @@ class HubRuntime:
             last_will=status_will(topics.HUB_STATUS, settings.hub_id, "hub",
                                   hub_id=settings.hub_id),
         )
-        self.messenger = Messenger(self.communicator, sender=settings.hub_id)
-        self.cases = CaseService(self.engine, settings)
+        self.metrics = HubMetrics()
+        """Prometheus metrics of this worker (served at /metrics)."""
+        self.messenger: Messenger = MeasuredMessenger(self.communicator, settings.hub_id,
+                                                      self.metrics)
+        self.cases: CaseService = MeasuredCaseService(self.engine, settings, self.metrics)
         self.live = LiveState(self.engine)
         self.images = ImageStore(self.engine, sender=settings.hub_id)
         self.outbox = Outbox(self.engine, self.communicator)
+        self.pacs = PacsPusher(self.engine, calling_ae_title=settings.pacs_calling_ae_title,
+                               retry_initial_s=settings.pacs_retry_initial_s,
+                               retry_max_s=settings.pacs_retry_max_s,
+                               timeout_s=settings.pacs_timeout_s, actor=settings.hub_id)
+        """Pushes accepted cases to the accepting ER's PACS (its own thread)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_prune = 0.0
+        self.metrics.watch(self.engine, self.communicator, self.messenger, settings.hub_id)
 
     def start(self, wait: bool = True) -> None:
         """Migrate the schema, import the registry, connect and subscribe.
@@ -69,6 +80,7 @@ class HubRuntime:
         self._thread = threading.Thread(target=self._housekeeping, name="hub-housekeeping",
                                         daemon=True)
         self._thread.start()
+        self.pacs.start(self.settings.pacs_interval_s)
         logger.info("hub started", extra={"hub_id": self.settings.hub_id,
                                           "database": self.engine.url.render_as_string()})
 
@@ -87,6 +99,7 @@ class HubRuntime:
             purge_expired(self.engine, self.settings.retention_days)
 
     def _dead_letter(self, kind: str, envelope: Envelope[Any], error: str) -> None:
+        self.metrics.dead_letters.labels(kind=kind).inc()
         try:
             with session_scope(self.engine) as session:
                 session.add(DeadLetter(topic=kind, message_id=str(envelope.message_id),
@@ -106,10 +119,11 @@ class HubRuntime:
                 logger.exception("housekeeping failed")
 
     def stop(self) -> None:
-        """Stop housekeeping, disconnect and release the database."""
+        """Stop housekeeping and PACS pushes, disconnect and release the database."""
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=10)
+        self.pacs.stop()
         self.communicator.stop()
         self.engine.dispose()
         logger.info("hub stopped", extra={"hub_id": self.settings.hub_id})

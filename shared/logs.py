@@ -3,6 +3,11 @@
 Code logs with ``logger.info("event name", extra={"case_id": ...})``; this
 formatter renders the extra fields either as JSON (for log collectors) or as
 ``key=value`` after the message (for people watching a terminal).
+
+Code that handles one case wraps the work in :func:`case_context`; every
+record logged inside it, by any module, carries that ``case_id`` (added by
+:class:`CaseIdFilter`, which :func:`configure_logging` installs), so a log
+collector can follow one case across the edge and the hub.
 """
 
 from __future__ import annotations
@@ -10,12 +15,43 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from shared.settings import LogFormat
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message", "asctime", "color_message"}
+
+_CASE_ID: ContextVar[str | None] = ContextVar("goldenhour_case_id", default=None)
+
+
+@contextmanager
+def case_context(case_id: str | None) -> Iterator[None]:
+    """Records logged inside this block (in this thread or task) carry ``case_id``."""
+    token = _CASE_ID.set(case_id)
+    try:
+        yield
+    finally:
+        _CASE_ID.reset(token)
+
+
+def current_case_id() -> str | None:
+    """The case being handled by this thread or task, if any."""
+    return _CASE_ID.get()
+
+
+class CaseIdFilter(logging.Filter):
+    """Adds the current :func:`case_context` case id to records that lack one
+    (an explicit ``extra={"case_id": ...}`` wins)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        case_id = _CASE_ID.get()
+        if case_id is not None and getattr(record, "case_id", None) is None:
+            record.case_id = case_id
+        return True
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:
@@ -56,6 +92,7 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "text", service: str
     """Send all records to stderr in the chosen format (idempotent)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
+    handler.addFilter(CaseIdFilter())
     if service:
         handler.addFilter(_ServiceFilter(service))
     root = logging.getLogger()

@@ -26,6 +26,7 @@ from edge_agent.agent import EdgeAgent
 from edge_agent.outbox import OutboxFull
 from edge_agent.web import views
 from edge_agent.web.i18n import TEXT, pick_lang, translator
+from edge_agent.web.ops import OPS_PATHS, add_ops_routes
 from edge_agent.web.security import COOKIE, PinGate, Session, SessionSigner, csrf_ok
 from shared.errors import GoldenhourError, InputImageError
 from shared.messages import Patient, Vitals
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
-OPEN_PATHS = ("/pin", "/static/", "/lang/", "/health")
+OPEN_PATHS = ("/pin", "/static/", "/lang/", *OPS_PATHS)
 
 
 def create_app(agent: EdgeAgent, *, crew_pin: str | None = None, session_secret: bytes | None = None,
@@ -121,6 +122,8 @@ def create_app(agent: EdgeAgent, *, crew_pin: str | None = None, session_secret:
     def health() -> dict[str, object]:
         """Liveness, for a supervisor."""
         return {"ok": True, "connected": agent.communicator.connected}
+
+    add_ops_routes(app, agent)  # /health/live, /health/ready, /metrics
 
     @app.get("/pin", response_class=HTMLResponse)
     def pin_page(request: Request, next: str = "/") -> HTMLResponse:

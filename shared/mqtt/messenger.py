@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from shared import __version__
 from shared.errors import ContractError, TopicMismatch
+from shared.logs import case_context
 from shared.messages import Envelope, Payload, StatusV1, decode, encode
 from shared.mqtt.communicator import Communicator, LastWill
 from shared.topics import TopicSpec, shared_subscription
@@ -120,7 +121,9 @@ class Messenger:
                 with self._lock:  # counted after the log line: a count means it was logged
                     self.rejected[type(exc).__name__] += 1
                 return
-            handler(envelope, values)
+            # Every log line of the handler names the case (shared/logs.py).
+            with case_context(envelope.case_id or values.get("case_id")):
+                handler(envelope, values)
 
         self.communicator.subscribe(topic_filter, receive, qos=spec.qos)
 
