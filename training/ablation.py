@@ -50,7 +50,7 @@ class Arm:
     """Synthetic images per real positive of each rare finding."""
 
 
-def default_arms(ratios: tuple[float, ...] = (0.5, 1.0, 2.0)) -> list[Arm]:
+def default_arms(ratios: tuple[float, ...] = (0.5, 2.0)) -> list[Arm]:
     return [Arm("baseline", 1.0), Arm("class-weighted", 10.0), Arm("oversampling", 1.0, oversample=True),
             *[Arm(f"synthetic x{r:g}", 10.0, synthetic_ratio=r) for r in ratios]]
 

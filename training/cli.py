@@ -310,7 +310,7 @@ def ablation(
     docs: Annotated[Path | None, typer.Option(help="Also copy ablation.md here.")] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated training seeds.")] = "0,1,2",
     ratios: Annotated[str, typer.Option(help="Synthetic images per real positive of each rare finding "
-                                        "(comma-separated; empty: no synthetic arms).")] = "0.5,1,2",
+                                        "(comma-separated; empty: no synthetic arms).")] = "0.5,2",
     size: int = 128,
     views: Annotated[int, typer.Option(min=1)] = 2,
     epochs: Annotated[int, typer.Option(min=1)] = 4,

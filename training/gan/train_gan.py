@@ -168,7 +168,7 @@ def _reals(pixels: torch.Tensor, resolution: int, level: int, alpha: float) -> t
 
 def _gradient_penalty(critic: Discriminator, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor,
                       level: int, alpha: float) -> torch.Tensor:
-    mix = torch.rand(len(real), 1, 1, 1)
+    mix = torch.rand(len(real), 1, 1, 1, device=real.device)
     x = (mix * real + (1 - mix) * fake).requires_grad_(True)
     scores = critic(x, labels, level, alpha)
     (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
@@ -185,7 +185,7 @@ def train_step(state: GanState, pixels: torch.Tensor, labels: torch.Tensor) -> d
     config = state.config
     stage = config.schedule.at(state.seen)
     real = _reals(pixels, stage.resolution, stage.level, stage.alpha)
-    z = torch.randn(len(real), config.arch.latent)
+    z = torch.randn(len(real), config.arch.latent, device=real.device)
     with torch.no_grad():
         fake = state.generator(z, labels, stage.level, stage.alpha)
     d_real = state.discriminator(real, labels, stage.level, stage.alpha)
@@ -196,7 +196,7 @@ def train_step(state: GanState, pixels: torch.Tensor, labels: torch.Tensor) -> d
     d_loss.backward()
     state.opt_d.step()
 
-    z = torch.randn(len(real), config.arch.latent)
+    z = torch.randn(len(real), config.arch.latent, device=real.device)
     g_loss = -state.discriminator(state.generator(z, labels, stage.level, stage.alpha), labels,
                                   stage.level, stage.alpha).mean()
     state.opt_g.zero_grad(set_to_none=True)
@@ -218,7 +218,8 @@ def sample(generator: Generator, labels: torch.Tensor, *, level: int | None = No
     gen = torch.Generator().manual_seed(seed)
     level = len(generator.arch.resolutions) - 1 if level is None else level
     z = torch.randn(len(labels), generator.arch.latent, generator=gen)
-    out = generator(z, labels, level)
+    device = next(generator.parameters()).device
+    out = generator(z.to(device), labels.to(device), level).cpu()
     return ((out.squeeze(1).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
 
 
@@ -270,7 +271,15 @@ def train_gan(pixels: np.ndarray, labels: np.ndarray, names: list[str], out: Pat
         state = GanState.fresh(config, names)
     config = state.config
     weights = torch.as_tensor(sampling_weights(labels))
-    data, targets = torch.as_tensor(pixels), torch.as_tensor(labels)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    for network in (state.generator, state.discriminator, state.ema):
+        network.to(device)
+    for optimiser in (state.opt_g, state.opt_d):  # moments restored from a checkpoint follow
+        for values in optimiser.state.values():
+            for key, value in values.items():
+                if isinstance(value, torch.Tensor) and key != "step":
+                    values[key] = value.to(device)
+    data, targets = torch.as_tensor(pixels).to(device), torch.as_tensor(labels).to(device)
     fixed = grid_labels(grid_findings, 6)
     end = min(config.total_images, stop_after or config.total_images)
     epoch = len(pixels)
@@ -284,7 +293,7 @@ def train_gan(pixels: np.ndarray, labels: np.ndarray, names: list[str], out: Pat
         while state.seen < end:
             stage = config.schedule.at(state.seen)
             batch = config.batch[stage.resolution]
-            index = torch.multinomial(weights, batch, replacement=True)
+            index = torch.multinomial(weights, batch, replacement=True).to(device)
             before = state.seen
             row = train_step(state, data[index], targets[index])
             bar.update(task, completed=state.seen, stage=f"{stage.resolution}px a={stage.alpha:.2f}",
