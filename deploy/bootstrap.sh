@@ -38,7 +38,23 @@ if [ ${#need[@]} -gt 0 ]; then
   else
     echo "goldenhour: installing system packages: ${need[*]}" >&2
     $sudo apt-get update -qq
+    # Start no daemon while installing: the tests and the demo run their own
+    # Mosquitto, PostgreSQL and nginx on free ports, and a system nginx that
+    # cannot bind port 80 would fail the install. Debian's container images
+    # have this policy already; elsewhere it is in place for the install only.
+    policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      policy=/usr/sbin/policy-rc.d
+      printf '#!/bin/sh\n# goldenhour bootstrap: no service starts during this install\nexit 101\n' \
+        | $sudo tee "$policy" >/dev/null
+      $sudo chmod 755 "$policy"
+      trap '$sudo rm -f "$policy"' EXIT
+    fi
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    if [ -n "$policy" ]; then
+      $sudo rm -f "$policy"
+      trap - EXIT
+    fi
     # The tests run their own nginx; a freshly installed system one is not wanted.
     if [[ " ${need[*]} " == *" nginx "* ]] && have systemctl && [ -d /run/systemd/system ]; then
       $sudo systemctl disable --now nginx >/dev/null 2>&1 || true

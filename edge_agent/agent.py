@@ -110,13 +110,18 @@ class EdgeAgent:
         self._rng = random.Random(self.ambulance_id)
         self.metrics = EdgeMetrics(self.ambulance_id, outbox_depth=self.outbox.pending,
                                    unconfirmed=self.outbox.unconfirmed,
-                                   connected=lambda: self.communicator.connected)
+                                   connected=lambda: self.communicator.connected,
+                                   model=self._model)
         """Prometheus metrics (served at /metrics on the crew page)."""
 
     @property
     def pipeline(self) -> DiagnosisPipeline:
         """The pipeline that the next diagnosis runs on."""
         return self.models.current
+
+    def _model(self) -> tuple[str, str]:
+        info = self.models.current.classifier.info
+        return info.name, info.version
 
     def start(self, wait: bool = True) -> None:
         """Subscribe to this ambulance's decisions, connect and forward the outbox."""

@@ -3,8 +3,10 @@
 The pipeline already times each stage (decode, ood, preprocess, classify,
 postprocess, heatmap, localise, triage) into the diagnosis' ``timings_ms``;
 :meth:`EdgeMetrics.observe_diagnosis` feeds those same figures to the
-histograms, so nothing is timed twice. Outbox depth and the broker connection
-are read when Prometheus scrapes. Each agent has its own registry.
+histograms, so nothing is timed twice, whichever model ran the diagnosis.
+Outbox depth, the broker connection and the model in use (which a signed
+model update may change) are read when Prometheus scrapes. Each agent has its
+own registry.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ class EdgeMetrics:
     """The edge agent's counters and histograms, in a registry of their own.
 
     ``outbox_depth`` returns (messages, bytes) waiting to be sent,
-    ``unconfirmed`` the messages sent but not yet confirmed by the hub and
-    ``connected`` the broker connection's state; they are called at scrape time.
+    ``unconfirmed`` the messages sent but not yet confirmed by the hub,
+    ``connected`` the broker connection's state and ``model`` the classifier's
+    (name, version) that the next diagnosis runs on; they are called at scrape time.
     """
 
     def __init__(self, ambulance_id: str, *, outbox_depth: Callable[[], tuple[int, int]],
-                 unconfirmed: Callable[[], int], connected: Callable[[], bool]) -> None:
+                 unconfirmed: Callable[[], int], connected: Callable[[], bool],
+                 model: Callable[[], tuple[str, str]]) -> None:
         self.registry = CollectorRegistry()
         self.stage_seconds = Histogram(
             "goldenhour_edge_stage_seconds", "Duration of each diagnosis pipeline stage.",
@@ -59,7 +63,7 @@ class EdgeMetrics:
         for outcome in OUTCOMES:
             self.diagnoses.labels(outcome=outcome)
         self.registry.register(_EdgeStateCollector(ambulance_id, outbox_depth, unconfirmed,
-                                                   connected))
+                                                   connected, model))
 
     def observe_diagnosis(self, diagnosis: DiagnosisV1) -> None:
         """Record a finished diagnosis' stage timings (as the pipeline measured them)."""
@@ -75,14 +79,16 @@ class EdgeMetrics:
 
 
 class _EdgeStateCollector(Collector):
-    """Gauges read when Prometheus scrapes: outbox depth and broker connection."""
+    """Gauges read when Prometheus scrapes: outbox depth, broker connection, model."""
 
     def __init__(self, ambulance_id: str, outbox_depth: Callable[[], tuple[int, int]],
-                 unconfirmed: Callable[[], int], connected: Callable[[], bool]) -> None:
+                 unconfirmed: Callable[[], int], connected: Callable[[], bool],
+                 model: Callable[[], tuple[str, str]]) -> None:
         self._ambulance_id = ambulance_id
         self._outbox_depth = outbox_depth
         self._unconfirmed = unconfirmed
         self._connected = connected
+        self._model = model
 
     def describe(self) -> list[Any]:
         """Nothing up front: :meth:`collect` reads the outbox."""
@@ -93,6 +99,11 @@ class _EdgeStateCollector(Collector):
                                  labels=["ambulance_id", "version"])
         info.add_metric([self._ambulance_id, __version__], 1)
         yield info
+        model = GaugeMetricFamily("goldenhour_edge_model_info",
+                                  "The classifier the next diagnosis runs on (a model update "
+                                  "changes it).", labels=["model", "version"])
+        model.add_metric(list(self._model()), 1)
+        yield model
         yield GaugeMetricFamily("goldenhour_edge_broker_connected",
                                 "1 while the MQTT connection is up.",
                                 value=1 if self._connected() else 0)

@@ -130,6 +130,22 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def _check_writable(models_dir: Path) -> None:
+    """Refuse at start-up a models folder the updater could never install into
+    (e.g. the checkout's ``models/`` under a systemd unit's ``ProtectSystem=strict``).
+
+    Raises:
+        ModelUpdateError: the folder (or, when it does not exist yet, the
+            nearest folder above it) is not writable.
+    """
+    existing = next((p for p in (models_dir, *models_dir.parents) if p.exists()), models_dir)
+    if not os.access(existing, os.W_OK):
+        raise ModelUpdateError(
+            f"the models folder {models_dir} is not writable, so no update could be installed: "
+            "set GOLDENHOUR_EDGE_MODELS_DIR to a writable copy of the models "
+            "(see docs/model-updates.md)")
+
+
 # -- the updater -------------------------------------------------------------------------------
 class ModelUpdater:
     """Polls the hub for a signed release and installs it as the module docstring describes."""
@@ -143,6 +159,7 @@ class ModelUpdater:
         self.files_url = config.url.rstrip("/").rsplit("/", 1)[0] + "/files/"
         self.public_key = load_public_key(config.public_key)
         self.models_dir = settings.models_dir
+        _check_writable(self.models_dir)
         self.state = UpdateState(config.state_file or settings.state_dir / "model-updates.json")
         self.status: UpdateResult | None = None
         self._opener = urllib.request.build_opener(_NoRedirect)

@@ -10,8 +10,9 @@ Two kinds of figures:
   offer outcomes, dead letters. With several workers, sum them across workers.
 - read at scrape time (gauges, :class:`HubStateCollector`): the broker
   connection of this worker, whether the database answers, and from the shared
-  database the open offers, the unsent outbox and the stored dead letters
-  (the same figure on every worker: take ``max``, not ``sum``).
+  database the open offers, the unsent outbox, the stored dead letters and
+  the PACS pushes not yet acknowledged (the same figure on every worker: take
+  ``max``, not ``sum``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hospital_hub.cases import CaseService, DecisionResult
-from hospital_hub.models import DeadLetter, Offer, OfferState, OutboxMessage
+from hospital_hub.models import DeadLetter, Offer, OfferState, OutboxMessage, PacsPush
+from hospital_hub.pacs import PENDING
 from hospital_hub.settings import HubSettings
 from shared import __version__
 from shared.messages import DiagnosisV1, Envelope
@@ -83,7 +85,7 @@ class HubMetrics:
 
 
 class HubStateCollector(Collector):
-    """Gauges read when Prometheus scrapes: broker, database, offers, outbox."""
+    """Gauges read when Prometheus scrapes: broker, database, offers, outbox, PACS pushes."""
 
     def __init__(self, engine: Engine, communicator: Communicator, messenger: Messenger,
                  hub_id: str) -> None:
@@ -117,7 +119,7 @@ class HubStateCollector(Collector):
                                 value=0 if figures is None else 1)
         if figures is None:
             return
-        offers, outbox, dead = figures
+        offers, outbox, dead, pacs_pending, pacs_failing = figures
         yield GaugeMetricFamily("goldenhour_hub_offers_pending",
                                 "Open offers waiting for an ER's answer (whole hub).", value=offers)
         yield GaugeMetricFamily("goldenhour_hub_outbox_pending",
@@ -125,8 +127,14 @@ class HubStateCollector(Collector):
                                 value=outbox)
         yield GaugeMetricFamily("goldenhour_hub_dead_letters_stored",
                                 "Rows in the deadletter table (whole hub).", value=dead)
+        yield GaugeMetricFamily("goldenhour_hub_pacs_pending",
+                                "DICOM instances of accepted cases not yet acknowledged by the "
+                                "ER's PACS (whole hub).", value=pacs_pending)
+        yield GaugeMetricFamily("goldenhour_hub_pacs_failing",
+                                "Of those, instances whose last send failed and wait for a retry "
+                                "(whole hub).", value=pacs_failing)
 
-    def _database_figures(self) -> tuple[int, int, int] | None:
+    def _database_figures(self) -> tuple[int, int, int, int, int] | None:
         try:
             with Session(self._engine) as session:
                 offers = session.exec(select(func.count()).select_from(Offer)
@@ -134,10 +142,15 @@ class HubStateCollector(Collector):
                 outbox = session.exec(select(func.count()).select_from(OutboxMessage)
                                       .where(col(OutboxMessage.sent_at).is_(None))).one()
                 dead = session.exec(select(func.count()).select_from(DeadLetter)).one()
+                pending = PacsPush.status == PENDING
+                pacs_pending = session.exec(select(func.count()).select_from(PacsPush)
+                                            .where(pending)).one()
+                pacs_failing = session.exec(select(func.count()).select_from(PacsPush)
+                                            .where(pending, col(PacsPush.attempts) > 0)).one()
         except Exception as exc:  # a scrape must answer even when the database does not
             logger.warning("metrics: database unavailable", extra={"error": str(exc)[:300]})
             return None
-        return int(offers), int(outbox), int(dead)
+        return int(offers), int(outbox), int(dead), int(pacs_pending), int(pacs_failing)
 
 
 class MeasuredMessenger(Messenger):

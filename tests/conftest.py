@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from shared.broker import MosquittoBroker
 from shared.datapaths import ENV_VAR, data_dir
@@ -22,6 +23,8 @@ from tests.services import (
 )
 
 CHROMIUM = Path(os.environ.get("GOLDENHOUR_CHROMIUM", "/usr/bin/chromium"))
+PILLOW_OPEN = Image.open
+"""Pillow's own ``Image.open``, taken before any test module is collected."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,6 +55,15 @@ def edge_state_dir(tmp_path_factory: pytest.TempPathFactory,
     folder = tmp_path_factory.mktemp("edge-state")
     monkeypatch.setenv("GOLDENHOUR_EDGE_STATE_DIR", str(folder))
     return folder
+
+
+@pytest.fixture(autouse=True)
+def pillow_open_unpatched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test sees Pillow's own ``Image.open``. Importing ultralytics (the
+    detector tests do, at collection) replaces it for the whole process with a
+    wrapper that, on an unreadable image, tries to pip-install a HEIF plugin and
+    raises ModuleNotFoundError instead of Pillow's UnidentifiedImageError."""
+    monkeypatch.setattr(Image, "open", PILLOW_OPEN)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 import msgpack
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from shared.errors import MalformedMessage, OversizeMessage, UnknownSchema, UnsupportedVersion
 from shared.messages.envelope import Envelope
@@ -63,6 +63,23 @@ def _has_nul(value: Any, depth: int = 0) -> bool:
         return any(_has_nul(k, depth + 1) or _has_nul(v, depth + 1) for k, v in value.items())
     if isinstance(value, list):
         return any(_has_nul(v, depth + 1) for v in value)
+    return False
+
+
+def _text_has_nul(value: Any, depth: int = 0) -> bool:
+    """Whether any text of a validated model holds a NUL. The check on the raw
+    map misses text that arrived as msgpack bin (bytes) and that validation
+    turned into ``str``; ``bytes`` fields (images) may hold NULs and are skipped."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > 32:
+        return False
+    if isinstance(value, BaseModel):
+        return any(_text_has_nul(v, depth + 1) for v in value.__dict__.values())
+    if isinstance(value, dict):
+        return any(_text_has_nul(k, depth + 1) or _text_has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_text_has_nul(v, depth + 1) for v in value)
     return False
 
 
@@ -139,7 +156,7 @@ def decode(data: bytes, expected: type[Payload] | None = None) -> Envelope[Any]:
     if not isinstance(message_id, bytes) or len(message_id) != 16:
         raise MalformedMessage("message_id must be 16 bytes")
     try:
-        return Envelope[cls](  # type: ignore[valid-type]
+        envelope = Envelope[cls](  # type: ignore[valid-type]
             schema_name=schema,
             version=version,
             message_id=uuid.UUID(bytes=message_id),
@@ -154,3 +171,6 @@ def decode(data: bytes, expected: type[Payload] | None = None) -> Envelope[Any]:
             for err in exc.errors()[:5]
         )
         raise MalformedMessage(f"invalid {schema} v{version} message: {problems}") from exc
+    if _text_has_nul(envelope):
+        raise MalformedMessage("text fields must not contain NUL characters")
+    return envelope

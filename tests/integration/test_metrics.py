@@ -94,6 +94,8 @@ def test_counters_move_when_a_case_flows(make_system, sqlite_url: str, xray: Pat
         assert value(edge, "goldenhour_edge_triage_total", level=str(record.triage_level)) == 1
         assert value(edge, "goldenhour_edge_decisions_total", status="accepted") == 1
         assert value(edge, "goldenhour_edge_broker_connected") == 1
+        model = system.edge.pipeline.classifier.info
+        assert value(edge, "goldenhour_edge_model_info", model=model.name, version=model.version) == 1
         assert ("goldenhour_edge_outbox_messages", ()) in edge
         assert crew.get("/health/ready").json() == {"status": "ready", "outbox": True,
                                                     "broker_connected": True}

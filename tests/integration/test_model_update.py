@@ -230,6 +230,12 @@ def test_a_signed_release_is_swapped_in_between_diagnoses(world: World, edge: Ed
     second = edge.diagnose().diagnosis
     assert second is not None
     assert (second.model.version, second.model.sha256) == ("1.2.0", _new_sha(world, "1.2.0"))
+    # The metrics time the stages of diagnoses on either model and name the one in use.
+    metrics = edge.agent.metrics.registry
+    assert metrics.get_sample_value("goldenhour_edge_stage_seconds_count", {"stage": "classify"}) == 2
+    assert metrics.get_sample_value("goldenhour_edge_diagnosis_seconds_count") == 2
+    assert metrics.get_sample_value("goldenhour_edge_model_info", {"model": NAME, "version": "1.2.0"}) == 1
+    assert metrics.get_sample_value("goldenhour_edge_model_info", {"model": NAME, "version": "1.1.0"}) is None
     assert np.isclose(second.findings[0].probability, first.findings[0].probability, atol=1e-4)
 
     manifest = load_manifest(edge.models)
@@ -394,4 +400,17 @@ def test_a_pinned_edge_skips_releases_and_another_model_is_refused(world: World,
     other = ModelUpdater(edge.settings.model_copy(update={"model": "chest-other"}), edge.agent.models)
     result = other.check_now()
     assert result.outcome == "rejected" and "not for this edge" in result.detail
+    _kept_old_model(edge)
+
+
+def test_a_models_folder_the_updater_cannot_write_turns_updates_off(
+        edge: Edge, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """As under the edge's systemd unit (ProtectSystem=strict) with the checkout's
+    read-only models/ folder: refused at start-up with the fix, not at every poll."""
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, *a, **k: (
+        False if Path(path) == edge.models and mode == os.W_OK else access(path, mode, *a, **k)))
+    assert ModelUpdater.from_settings(edge.settings, edge.agent.models) is None
+    errors = [getattr(r, "error", "") for r in caplog.records if r.message == "model updates are off"]
+    assert len(errors) == 1 and "not writable" in errors[0] and "GOLDENHOUR_EDGE_MODELS_DIR" in errors[0]
     _kept_old_model(edge)

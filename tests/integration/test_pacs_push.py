@@ -270,18 +270,29 @@ def test_the_hub_runtime_pushes_in_the_background(
     csv = tmp_path / "registry.csv"
     csv.write_text("\n".join([header + ",pacs_ae_title,pacs_host,pacs_port",
                               *(f"{row},{scp.ae_title},127.0.0.1,{scp.port}" for row in rows)]) + "\n")
-    scp.start()
     runtime = HubRuntime(load_hub_settings(
         hub_id=f"pacs-{uid}", database_url=f"sqlite:///{tmp_path / 'hub.db'}", mqtt=mqtt_settings,
-        registry_csv=csv, pacs_interval_s=0.1))
+        registry_csv=csv, pacs_interval_s=0.1, pacs_retry_initial_s=0.2, pacs_retry_max_s=1))
     runtime.start()
+    thread = runtime.pacs._thread
+    assert thread is not None and thread.is_alive()
+
+    def gauge(name: str) -> float | None:
+        return runtime.metrics.registry.get_sample_value(name)
+
     try:
         image = dicom_xray()
         hospital = _new_case(runtime.cases, runtime.engine, image)
         _send_image(runtime.engine, image)
         runtime.cases.decide(CASE, hospital, "accept", decided_by="Dr A")
+        # The PACS is not listening yet: the pushes wait, and /metrics says so.
+        assert gauge("goldenhour_hub_pacs_pending") == 3
+        assert wait_until(lambda: gauge("goldenhour_hub_pacs_failing") == 3, timeout=30)
+        scp.start()
         assert wait_until(lambda: len(scp.received) == 3, timeout=30)
         _check_arrivals(scp.received)
         assert wait_until(lambda: runtime.pacs.pending() == 0)
+        assert gauge("goldenhour_hub_pacs_pending") == gauge("goldenhour_hub_pacs_failing") == 0
     finally:
         runtime.stop()
+    assert not thread.is_alive()  # stop() ends the push thread

@@ -112,6 +112,17 @@ def test_missing_payload_fields_fail_and_unknown_ones_are_ignored() -> None:
         decode(_wire(bonus=1))
 
 
+def test_nul_in_text_is_refused_also_when_it_arrives_as_bytes() -> None:
+    """Validation turns msgpack bin into text; a NUL must not slip through that way
+    (no database stores it). Bytes fields (images) may hold NULs."""
+    with pytest.raises(MalformedMessage, match="NUL"):
+        decode(_wire(payload={"role": "edge", "state": "online", "software_version": "1\x00"}))
+    with pytest.raises(MalformedMessage, match="NUL"):
+        decode(_wire(payload={"role": "edge", "state": "online", "software_version": b"1\x00"}))
+    assert decode(_wire(payload={"role": "edge", "state": "online", "software_version": b"1"})
+                  ).payload.software_version == "1"
+
+
 def test_expected_schema_is_enforced() -> None:
     data = encode(samples.fixed_envelope(samples.all_payloads()[4]))
     with pytest.raises(MalformedMessage, match="expected a 'diagnosis'"):
