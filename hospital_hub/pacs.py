@@ -237,6 +237,8 @@ class PacsPusher:
         for hospital_id, item in ready:
             by_hospital[hospital_id].append(item)
         for hospital_id, items in by_hospital.items():
+            if self._stop.is_set():
+                break  # the unsent keep their lease and are retried when it runs out
             sent += self._send(hospital_id, items, now)
         return sent
 
@@ -388,5 +390,8 @@ class PacsPusher:
         """Stop the background thread (a send in progress finishes first)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            # One association (connect, three C-STOREs) is bounded by the SCU's timeouts.
+            self._thread.join(timeout=4 * self._scu.timeout_s + 5)
+            if self._thread.is_alive():
+                logger.warning("PACS push thread still sending at shutdown")
             self._thread = None
