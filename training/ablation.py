@@ -201,6 +201,7 @@ def run_ablation(data_root: Path, gan_dir: Path, out: Path, config: AblationConf
     oof = {arm.name: np.full((len(config.seeds), n, len(FINDINGS)), np.nan, dtype=np.float32)
            for arm in config.arms}
     done = _resume(out, config, oof)
+    reused = len(done)
     for s, seed in enumerate(config.seeds):
         for arm in config.arms:
             if f"{arm.name}|{seed}" in done:
@@ -236,6 +237,7 @@ def run_ablation(data_root: Path, gan_dir: Path, out: Path, config: AblationConf
             "data": "NIH ChestX-ray14 sample (nih-cxr14-sample), out-of-fold, real images only",
             "images": n, "patients": int(len(np.unique(dataset.patients))),
             "rare": [str(FINDINGS[k]) for k in rare], "seconds": time.perf_counter() - started,
+            "reused": reused, "trained": len(config.seeds) * len(config.arms) - reused,
             "config": {**asdict(config), "arms": [asdict(a) for a in config.arms]},
             "synthetic_per_fold": {f: len(s.pixels) for f, s in synthetic.items()}}
     return write_report(out, dataset, oof, config.arms, rare, meta)
