@@ -118,13 +118,19 @@ def make_synthetic(gan_dir: Path, fold: int, train_labels: np.ndarray, train_nam
     assert_disjoint(trained_on, held_names)
     if not set(trained_on) <= set(train_names):
         raise ConfigurationError(f"{checkpoint} was trained on images outside fold {fold}'s training part")
+    return generate_rare(checkpoint, train_labels, rare, ratio, size, seed + 1000 * fold)
+
+
+def generate_rare(checkpoint: Path, train_labels: np.ndarray, rare: list[int], ratio: float, size: int,
+                  seed: int) -> FoldSynthetic:
+    """``ratio`` x positives (in ``train_labels``) synthetic images per rare finding, at ``size`` px."""
     pixels, labels, finding, rank = [], [], [], []
     for k in rare:
         count = round(ratio * int(train_labels[:, k].sum()))
         if not count:
             continue
-        vectors = condition_vectors(str(FINDINGS[k]), train_labels, count, seed + 1000 * fold + k)
-        images = generate(checkpoint, vectors, seed + 1000 * fold + k)
+        vectors = condition_vectors(str(FINDINGS[k]), train_labels, count, seed + k)
+        images = generate(checkpoint, vectors, seed + k)
         if images.shape[-1] != size:
             images = np.stack([np.asarray(Image.fromarray(i).resize((size, size), Image.Resampling.BILINEAR))
                                for i in images])
@@ -132,6 +138,10 @@ def make_synthetic(gan_dir: Path, fold: int, train_labels: np.ndarray, train_nam
         labels.append(vectors)
         finding.append(np.full(count, k))
         rank.append(np.arange(count))
+    if not pixels:
+        empty = np.zeros(0, dtype=int)
+        return FoldSynthetic(np.zeros((0, size, size), np.uint8), np.zeros((0, len(FINDINGS)), np.uint8),
+                             empty, empty)
     return FoldSynthetic(np.concatenate(pixels), np.concatenate(labels), np.concatenate(finding),
                          np.concatenate(rank))
 

@@ -58,12 +58,35 @@ def fresh_model(config: TrainConfig, template: ChestClassifier | None = None) ->
     return model
 
 
+@dataclass
+class Extra:
+    """Synthetic training images for one fold: cached views (V, M, ...) and labels (M, 14)."""
+
+    cache: torch.Tensor
+    labels: np.ndarray
+
+
+def with_extra(cache: torch.Tensor, labels: np.ndarray, teacher: np.ndarray | None, fit_idx: np.ndarray,
+               extra: Extra | None) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Append ``extra`` rows after the real ones, for training only (``fit_idx`` grows;
+    held-out and early-stopping indices keep pointing at real images)."""
+    if extra is None or not len(extra.labels):
+        return cache, labels, teacher, fit_idx
+    n = len(labels)
+    blank = None if teacher is None else np.full((len(extra.labels), teacher.shape[1]), np.nan, np.float32)
+    return (torch.cat([cache, extra.cache], dim=1), np.concatenate([labels, extra.labels]),
+            None if teacher is None or blank is None else np.concatenate([teacher, blank]),
+            np.concatenate([fit_idx, n + np.arange(len(extra.labels))]))
+
+
 def cross_validate(dataset: NihDataset, cache: torch.Tensor, trunk_model: ChestClassifier,
                    config: TrainConfig, k: int, out_dir: Path, report: Report,
-                   max_folds: int | None = None) -> CvResult:
+                   max_folds: int | None = None,
+                   extra: Callable[[int, np.ndarray, np.ndarray], Extra | None] | None = None) -> CvResult:
     """k-fold patient-wise cross-validation on cached views; ``max_folds`` runs only
     the first folds of the same split (a cheaper comparison; the other images'
-    logits stay NaN)."""
+    logits stay NaN). ``extra(fold, train, held)`` may add synthetic training
+    images for a fold (see :mod:`training.synthetic_recipe`)."""
     folds = patient_folds(dataset.patients, dataset.labels, k, config.seed)
     logits = np.full(dataset.labels.shape, np.nan, dtype=np.float32)
     tta = np.full(dataset.labels.shape, np.nan, dtype=np.float32)
@@ -77,7 +100,9 @@ def cross_validate(dataset: NihDataset, cache: torch.Tensor, trunk_model: ChestC
         torch.manual_seed(config.seed + fold)
         model = fresh_model(config, trunk_model)
         teacher = _teacher_without(dataset.teacher, held)
-        result = fit(model, cache, dataset.labels, teacher, fit_idx, stop_idx, config,
+        fold_cache, fold_labels, teacher, fit_idx = with_extra(
+            cache, dataset.labels, teacher, fit_idx, extra(fold, train, held) if extra else None)
+        result = fit(model, fold_cache, fold_labels, teacher, fit_idx, stop_idx, config,
                      log_path=out_dir / "epochs.jsonl",
                      on_epoch=lambda row, f=fold: report(_epoch_line(f, row)))
         logits[held] = predict_cached(model, cache[0, torch.as_tensor(held)])
@@ -115,12 +140,15 @@ def _epoch_line(fold: int, row: dict[str, float]) -> str:
 
 
 def fit_final(dataset: NihDataset, cache: torch.Tensor, trunk_model: ChestClassifier,
-              config: TrainConfig, epochs: int, out_dir: Path, report: Report) -> ChestClassifier:
-    """Train on every image for ``epochs`` epochs (no early stopping)."""
+              config: TrainConfig, epochs: int, out_dir: Path, report: Report,
+              extra: Extra | None = None) -> ChestClassifier:
+    """Train on every image (and ``extra`` synthetic ones) for ``epochs`` epochs (no early stopping)."""
     torch.manual_seed(config.seed)
     model = fresh_model(config, trunk_model)
     final = TrainConfig(**{**config.to_dict(), "epochs": epochs, "augment": config.augment})
-    fit(model, cache, dataset.labels, dataset.teacher, np.arange(len(dataset)), None, final,
+    cache, labels, teacher, index = with_extra(cache, dataset.labels, dataset.teacher,
+                                               np.arange(len(dataset)), extra)
+    fit(model, cache, labels, teacher, index, None, final,
         log_path=out_dir / "epochs.jsonl", on_epoch=lambda row: report(_epoch_line(-1, row)))
     return model.eval()
 

@@ -91,6 +91,11 @@ def classify(
                                                   "(cheaper comparisons; no final fit).")] = None,
     final_only: Annotated[bool, typer.Option(help="Skip cross-validation and fit the final model with "
                                              "the earlier results in --out.")] = False,
+    synthetic_ratio: Annotated[float, typer.Option(help="Add synthetic images of the rare findings to "
+                                                   "training: this many per real positive (0 = none; "
+                                                   "see docs/synthetic.md).")] = 0.0,
+    gan_dir: Annotated[Path, typer.Option(help="GANs for --synthetic-ratio: fold<K> per fold, all for "
+                                          "the final fit ('train gan').")] = Path("runs/gan"),
 ) -> None:
     """Cross-validate the classifier, calibrate it on out-of-fold predictions and
     fit the final model on all images."""
@@ -101,7 +106,8 @@ def classify(
                               folds=folds, size=size, cut=cut, views=views, epochs=epochs, lr=lr,
                               distill=distill, teacher=teacher, limit=limit, final=final, seed=seed,
                               command=invocation(), cache_file=cache_file,
-                              max_folds=max_folds, final_only=final_only)
+                              max_folds=max_folds, final_only=final_only,
+                              synthetic_ratio=synthetic_ratio, gan_dir=gan_dir)
     run_classify(request, console)
 
 

@@ -54,6 +54,10 @@ class ClassifyRequest:
     out-of-fold results (calibration, epochs), e.g. after a ``--max-folds`` run."""
     cache_file: Path | None = None
     """Reuse (or write) the cached views here; valid for the same data, size, cut, views and seed."""
+    synthetic_ratio: float = 0.0
+    """Synthetic images per real positive of each rare finding (0 = none; see docs/synthetic.md)."""
+    gan_dir: Path = Path("runs/gan")
+    """GANs per fold (``fold<K>``) and on all images (``all``) for ``synthetic_ratio``."""
 
 
 def load_dataset(request: ClassifyRequest) -> NihDataset:
@@ -108,8 +112,13 @@ def run_classify(request: ClassifyRequest, console: Console) -> dict[str, object
     report(f"cache {tuple(cache.shape)} in {cache_s:.0f} s")
     if request.final_only:
         return _final_only(request, dataset, cache, model, config, info, report, started)
+    extra = None
+    if request.synthetic_ratio > 0:
+        from training.synthetic_recipe import fold_extra
+
+        extra = fold_extra(request.gan_dir, dataset, model, config, request.synthetic_ratio)
     cv = cross_validate(dataset, cache, model, config, request.folds, request.out, report,
-                        max_folds=request.max_folds)
+                        max_folds=request.max_folds, extra=extra)
     scored = ~np.isnan(cv.logits[:, 0])
     if not scored.all():
         report(f"only {int(scored.sum())} images scored (--max-folds {request.max_folds}); "
@@ -134,7 +143,10 @@ def run_classify(request: ClassifyRequest, console: Console) -> dict[str, object
         "ece_after": expected_calibration_error(dataset.labels, calibration.apply(cv.logits)),
         "calibration": asdict(calibration), "labels": [str(f) for f in FINDINGS],
         "cache_seconds": cache_s, "cv_seconds": cv.seconds, "command": request.command,
-        "data": str(request.labels_csv or (request.data_root and request.data_root / "nih-cxr14-sample")),
+        "data": str(request.labels_csv or (request.data_root and request.data_root / "nih-cxr14-sample"))
+        + (f" + synthetic images of rare findings for training only ({request.synthetic_ratio:g} per real "
+           f"positive, generators in {request.gan_dir})" if request.synthetic_ratio > 0 else ""),
+        "synthetic_ratio": request.synthetic_ratio,
     }
     report(f"out-of-fold mean AUC {summary['oof_mean_auc']:.4f} on all {len(dataset)} images; "
            f"{summary['oof_mean_auc_jrzech']} on {int(jr.sum())} {JRZECH} images; "
@@ -142,7 +154,12 @@ def run_classify(request: ClassifyRequest, console: Console) -> dict[str, object
     if request.final and rank == 0 and scored.all():
         epochs = max(1, int(np.median(cv.best_epochs)))
         final_started = time.perf_counter()
-        final = fit_final(dataset, cache, model, config, epochs, request.out, report)
+        final_synthetic = None
+        if request.synthetic_ratio > 0:
+            from training.synthetic_recipe import final_extra
+
+            final_synthetic = final_extra(request.gan_dir, dataset, model, config, request.synthetic_ratio)
+        final = fit_final(dataset, cache, model, config, epochs, request.out, report, final_synthetic)
         torch.save({"state_dict": final.state_dict(), "config": config.to_dict(),
                     "backbone": asdict(info)}, request.out / "model.pt")
         summary["final_epochs"] = epochs

@@ -93,3 +93,24 @@ def test_synthesize_command_writes_marked_labelled_images(gans: tuple[Path, Path
     bad = CliRunner().invoke(app, ["synthesize", "--finding", "Gout", "--checkpoint",
                                    str(gan_dir / "fold0" / CHECKPOINT), "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "unknown finding" in bad.output
+
+
+def test_classify_trains_with_synthetic_images_from_each_folds_own_gan(gans: tuple[Path, Path],
+                                                                      tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from shared.errors import ConfigurationError
+    from training.run_classify import ClassifyRequest, run_classify
+
+    gan_dir, data = gans
+    request = ClassifyRequest(out=tmp_path / "run", data_root=data, labels_csv=None, images=None, folds=FOLDS,
+                              size=SIZE, cut=11, views=1, epochs=1, lr=1e-3, distill=0.0, teacher=False,
+                              limit=LIMIT, final=False, seed=0, command="test", synthetic_ratio=1.0,
+                              gan_dir=gan_dir)
+    summary = run_classify(request, Console(quiet=True))
+    assert summary["synthetic_ratio"] == 1.0 and "synthetic images" in str(summary["data"])
+    oof = (tmp_path / "run" / "oof.csv").read_text().splitlines()
+    assert len(oof) == LIMIT + 1  # one row per real image: synthetic ones are never scored
+    request.final, request.out = True, tmp_path / "final"
+    with pytest.raises(ConfigurationError, match="all images"):
+        run_classify(request, Console(quiet=True))  # no generator trained on all images here
