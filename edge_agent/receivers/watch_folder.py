@@ -216,19 +216,21 @@ class WatchFolder:
         try:
             self.on_image(path)
         except Exception as exc:
-            self.failed += 1
             logger.warning("watched folder: file failed: %s", exc, extra={"file": path.name})
             target = self._move(path, self.failed_folder, signature)
             if target is not None:
                 note = target.with_name(target.name + ".error.txt")
-                try:
-                    note.write_text(f"{type(exc).__name__}: {exc}\n\n"
-                                    + "".join(traceback.format_exception(exc)), encoding="utf-8")
+                partial = note.with_name("." + note.name + ".tmp")  # hidden: never taken for an image
+                try:  # written whole, then renamed: a reader never sees half a note
+                    partial.write_text(f"{type(exc).__name__}: {exc}\n\n"
+                                       + "".join(traceback.format_exception(exc)), encoding="utf-8")
+                    os.replace(partial, note)
                 except OSError:
                     logger.exception("cannot write the error note", extra={"file": note.name})
+            self.failed += 1  # counted once the file and its note are in place
             return
-        self.processed += 1
         self._move(path, self.done_folder, signature)
+        self.processed += 1
 
     def _move(self, path: Path, folder: Path, signature: tuple[int, int]) -> Path | None:
         """Move ``path`` into ``folder`` under a free name; None when it cannot."""
