@@ -217,23 +217,18 @@ class WatchFolder:
             self.on_image(path)
         except Exception as exc:
             logger.warning("watched folder: file failed: %s", exc, extra={"file": path.name})
-            target = self._move(path, self.failed_folder, signature)
-            if target is not None:
-                note = target.with_name(target.name + ".error.txt")
-                partial = note.with_name("." + note.name + ".tmp")  # hidden: never taken for an image
-                try:  # written whole, then renamed: a reader never sees half a note
-                    partial.write_text(f"{type(exc).__name__}: {exc}\n\n"
-                                       + "".join(traceback.format_exception(exc)), encoding="utf-8")
-                    os.replace(partial, note)
-                except OSError:
-                    logger.exception("cannot write the error note", extra={"file": note.name})
+            self._move(path, self.failed_folder, signature, note=f"{type(exc).__name__}: {exc}\n\n"
+                       + "".join(traceback.format_exception(exc)))
             self.failed += 1  # counted once the file and its note are in place
             return
         self._move(path, self.done_folder, signature)
         self.processed += 1
 
-    def _move(self, path: Path, folder: Path, signature: tuple[int, int]) -> Path | None:
-        """Move ``path`` into ``folder`` under a free name; None when it cannot."""
+    def _move(self, path: Path, folder: Path, signature: tuple[int, int], note: str | None = None
+              ) -> Path | None:
+        """Move ``path`` into ``folder`` under a free name, its ``note`` (if any) written
+        beside it first as ``<name>.error.txt``, so whoever sees the file finds its note;
+        None when it cannot."""
         if not path.exists():  # the callback moved or deleted it itself
             return None
         target = folder / path.name
@@ -241,14 +236,28 @@ class WatchFolder:
         while target.exists():
             target = folder / f"{path.stem}-{counter}{path.suffix}"
             counter += 1
+        if note is not None:
+            _write_note(target.with_name(target.name + ".error.txt"), note)
         try:
             os.replace(path, target)
         except OSError:
             logger.exception("cannot move a processed file; it stays and is skipped",
                              extra={"file": path.name})
+            if note is not None:
+                target.with_name(target.name + ".error.txt").unlink(missing_ok=True)
             self._stuck[path.name] = signature
             return None
         return target
+
+
+def _write_note(note: Path, text: str) -> None:
+    """Write whole, then rename: a reader never sees half a note."""
+    partial = note.with_name("." + note.name + ".tmp")  # hidden: never taken for an image
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, note)
+    except OSError:
+        logger.exception("cannot write the error note", extra={"file": note.name})
 
 
 def _wanted(name: str) -> bool:
