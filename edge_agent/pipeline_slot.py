@@ -139,14 +139,19 @@ def result_problem(diagnosis: DiagnosisV1) -> str | None:
     return f"probabilities out of range for {', '.join(bad)}" if bad else None
 
 
-def self_test_image(path: Path, size: int = 512) -> Path:
-    """Write a synthetic image shaped like a frontal chest radiograph (the
-    chest guard's own average chest X-ray, enlarged, with grain) to ``path``."""
+def chest_like(size: int = 512, seed: int = 0, grain: float = 4.0) -> np.ndarray:
+    """An 8-bit grey (size, size) array shaped like a frontal chest radiograph: the
+    chest guard's own average chest X-ray, enlarged, with grain."""
     template = np.asarray(DEFAULT_PARAMETERS.template, np.float32)
     scaled = ((template - template.min()) / max(float(np.ptp(template)), 1e-6) * 255).astype(np.uint8)
     big = np.asarray(Image.fromarray(scaled).resize((size, size), Image.Resampling.BICUBIC), np.float32)
-    noise = np.random.default_rng(0).normal(0, 4.0, big.shape)
-    Image.fromarray(np.clip(big * 0.85 + 20 + noise, 0, 255).astype(np.uint8)).save(path)
+    noise = np.random.default_rng(seed).normal(0, grain, big.shape)
+    return np.clip(big * 0.85 + 20 + noise, 0, 255).astype(np.uint8)
+
+
+def self_test_image(path: Path, size: int = 512) -> Path:
+    """Write :func:`chest_like` to ``path`` (the self-test image of a new model)."""
+    Image.fromarray(chest_like(size)).save(path)
     return path
 
 

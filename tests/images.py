@@ -9,16 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edge_agent.ood import DEFAULT_PARAMETERS
+from edge_agent.pipeline_slot import chest_like
 
-
-def chest_like(size: int = 512, seed: int = 0, grain: float = 4.0) -> np.ndarray:
-    """An 8-bit grey (size, size) array shaped like a frontal chest radiograph."""
-    template = np.asarray(DEFAULT_PARAMETERS.template, np.float32)
-    scaled = ((template - template.min()) / np.ptp(template) * 255).astype(np.uint8)
-    big = np.asarray(Image.fromarray(scaled).resize((size, size), Image.Resampling.BICUBIC), np.float32)
-    noise = np.random.default_rng(seed).normal(0, grain, big.shape)
-    return np.clip(big * 0.85 + 20 + noise, 0, 255).astype(np.uint8)
+__all__ = ["chest_like", "chest_like_png"]
 
 
 def chest_like_png(path: Path, size: int = 512, seed: int = 0, bits: int = 8) -> Path:

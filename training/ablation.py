@@ -28,11 +28,12 @@ from rich.console import Console
 
 from shared.errors import ConfigurationError
 from shared.findings import FINDINGS
+from training.classify import fresh_model
 from training.data import load_pixels, load_sample
 from training.folds import patient_folds
 from training.gan.train_gan import CHECKPOINT, assert_disjoint, load_generator
 from training.models import build
-from training.run_gan import rare_findings
+from training.run_gan import rare_indices
 from training.synthesize import condition_vectors, generate
 from training.synthetic import assert_real
 from training.train import TrainConfig, cache_views, fit, predict_cached
@@ -124,13 +125,14 @@ def make_synthetic(gan_dir: Path, fold: int, train_labels: np.ndarray, train_nam
 def generate_rare(checkpoint: Path, train_labels: np.ndarray, rare: list[int], ratio: float, size: int,
                   seed: int) -> FoldSynthetic:
     """``ratio`` x positives (in ``train_labels``) synthetic images per rare finding, at ``size`` px."""
+    generator, _, _ = load_generator(checkpoint)
     pixels, labels, finding, rank = [], [], [], []
     for k in rare:
         count = round(ratio * int(train_labels[:, k].sum()))
         if not count:
             continue
         vectors = condition_vectors(str(FINDINGS[k]), train_labels, count, seed + k)
-        images = generate(checkpoint, vectors, seed + k)
+        images = generate(generator, vectors, seed + k)
         if images.shape[-1] != size:
             images = np.stack([np.asarray(Image.fromarray(i).resize((size, size), Image.Resampling.BILINEAR))
                                for i in images])
@@ -191,7 +193,7 @@ def run_ablation(data_root: Path, gan_dir: Path, out: Path, config: AblationConf
     if config.limit:
         dataset = dataset.subset(np.arange(min(config.limit, len(dataset))))
     fold_of = patient_folds(dataset.patients, dataset.labels, config.folds, config.fold_seed)
-    rare = [[str(f) for f in FINDINGS].index(n) for n in rare_findings(dataset.labels, config.rare_limit)]
+    rare = rare_indices(dataset.labels, config.rare_limit)
     console.print(f"{len(dataset)} images, rare findings: {[str(FINDINGS[k]) for k in rare]}")
     train_config = TrainConfig(size=config.size, views=config.views, epochs=config.epochs, seed=0)
     trunk_model, _ = build(train_config.backbone, train_config.cut)
@@ -234,8 +236,7 @@ def run_ablation(data_root: Path, gan_dir: Path, out: Path, config: AblationConf
                 assert_real([dataset.names[i] for i in held], is_synthetic[held])
                 assert_real([dataset.names[i] for i in stop_idx], is_synthetic[stop_idx])
                 torch.manual_seed(seed * 100 + fold)
-                model, _ = build(train_config.backbone, train_config.cut)
-                model.trunk = trunk_model.trunk
+                model = fresh_model(train_config, trunk_model)
                 run = TrainConfig(**{**train_config.to_dict(), "augment": train_config.augment,
                                      "seed": seed, "pos_weight_cap": arm.pos_weight_cap})
                 fit(model, cache, labels, None, fit_idx, stop_idx, run)

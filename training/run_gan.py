@@ -30,6 +30,12 @@ def rare_findings(labels: np.ndarray, limit: int = 100) -> list[str]:
     return [str(FINDINGS[i]) for i in order if counts[i] < limit]
 
 
+def rare_indices(labels: np.ndarray, limit: int = 100) -> list[int]:
+    """:func:`rare_findings` as column indices in canonical finding order."""
+    names = [str(f) for f in FINDINGS]
+    return [names.index(n) for n in rare_findings(labels, limit)]
+
+
 def gan_dataset(data_root: Path, size: int, held_out: int, folds: int, fold_seed: int
                 ) -> tuple[NihDataset, np.ndarray, np.ndarray]:
     """(training part of the dataset, its pixels, the fold of every image of the full set)."""

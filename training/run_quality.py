@@ -38,7 +38,7 @@ def run_quality(data_root: Path, gan_dir: Path, out: Path, *, folds: int = 5, fo
         assert_disjoint(trained_on, [dataset.names[i] for i in held])
         real = load_pixels(dataset.subset(held), size)
         other = load_pixels(dataset.subset(rng.choice(train, len(held), replace=False)), size)
-        fake = generate(checkpoint, dataset.labels[held], seed=fold)
+        fake = generate(generator, dataset.labels[held], seed=fold)
         synthetic = distance(real, fake, features)
         floor = distance(real, other, features)
         rows.append({"fold": fold, "held_out_images": len(held), "resolution": size,

@@ -13,7 +13,8 @@ import torch
 from shared.errors import ConfigurationError
 from shared.findings import FINDINGS
 from training.data import SAMPLE_SUBDIR, parse_labels
-from training.gan.train_gan import load_generator, sample
+from training.gan.networks import Generator
+from training.gan.train_gan import GanConfig, load_generator, sample
 from training.synthetic import write_set
 
 
@@ -52,16 +53,14 @@ def training_labels(data_root: Path | None, names: list[str]) -> np.ndarray | No
     return np.stack(rows) if rows else None
 
 
-def generate(checkpoint: Path, labels: np.ndarray, seed: int, batch: int = 64) -> np.ndarray:
-    """Images (n, r, r) uint8 for ``labels`` (n, 14) from the checkpoint's averaged generator."""
-    generator, _, _ = load_generator(checkpoint)
+def generate(generator: Generator, labels: np.ndarray, seed: int, batch: int = 64) -> np.ndarray:
+    """Images (n, r, r) uint8 for ``labels`` (n, 14) from a (checkpoint's averaged) generator."""
     chunks = [sample(generator, torch.as_tensor(labels[i:i + batch]), seed=seed + i)
               for i in range(0, len(labels), batch)]
     return np.concatenate(chunks) if chunks else np.zeros((0, generator.arch.resolution,) * 2, np.uint8)
 
 
-def generator_info(checkpoint: Path) -> dict[str, object]:
-    _, config, names = load_generator(checkpoint)
+def generator_info(checkpoint: Path, config: GanConfig, names: list[str]) -> dict[str, object]:
     return {"name": "goldenhour-pggan", "checkpoint": str(checkpoint),
             "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
             "resolution": config.arch.resolution, "trained_on_images": len(names)}
@@ -72,8 +71,8 @@ def synthesize(checkpoint: Path, finding: str, count: int, out: Path, *, data_ro
     """Write ``count`` synthetic images of ``finding`` into ``out``; returns the manifest."""
     if not checkpoint.is_file():
         raise ConfigurationError(f"no GAN checkpoint at {checkpoint}; run 'goldenhour train gan' first")
-    _, _, names = load_generator(checkpoint)
+    generator, config, names = load_generator(checkpoint)
     labels = condition_vectors(finding, training_labels(data_root, names), count, seed)
-    images = generate(checkpoint, labels, seed)
-    return write_set(out, images, labels, generator=generator_info(checkpoint),
+    images = generate(generator, labels, seed)
+    return write_set(out, images, labels, generator=generator_info(checkpoint, config, names),
                      stem=finding.lower().replace("_", "-"), seed=seed, command=command)

@@ -11,19 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from shared.errors import ConfigurationError
-from shared.findings import FINDINGS
 from training.ablation import generate_rare, make_synthetic
 from training.classify import Extra
 from training.data import NihDataset
 from training.gan.train_gan import CHECKPOINT
 from training.models import ChestClassifier
-from training.run_gan import rare_findings
+from training.run_gan import rare_indices
 from training.train import TrainConfig, cache_views
-
-
-def rare_indices(labels: np.ndarray) -> list[int]:
-    names = [str(f) for f in FINDINGS]
-    return [names.index(n) for n in rare_findings(labels)]
 
 
 def fold_extra(gan_dir: Path, dataset: NihDataset, trunk_model: ChestClassifier, config: TrainConfig,
