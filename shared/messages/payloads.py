@@ -45,16 +45,30 @@ class Position(_Model):
 
 
 class FindingScore(_Model):
-    """One finding's probability against the model's operating threshold."""
+    """One finding's probability against the model's operating point.
+
+    The threshold is chosen for a stated specificity on out-of-fold predictions
+    (``models/manifest.json``); ``sensitivity`` and ``specificity`` are what that
+    point measured there, so every "suspected" says how far it can be trusted.
+    """
 
     finding: Finding
     probability: Probability = Field(ge=0, le=1)
     threshold: Probability = Field(ge=0, le=1)
+    sensitivity: Probability | None = Field(default=None, ge=0, le=1)
+    """Measured sensitivity at ``threshold`` (None from models without operating points)."""
+    specificity: Probability | None = Field(default=None, ge=0, le=1)
+    """Measured specificity at ``threshold``."""
+
+    @property
+    def suspected(self) -> bool:
+        """Whether the probability reaches the operating point: the finding is suspected."""
+        return self.probability >= self.threshold
 
     @property
     def positive(self) -> bool:
-        """Whether the probability reaches the operating threshold."""
-        return self.probability >= self.threshold
+        """Former name of :attr:`suspected`."""
+        return self.suspected
 
 
 class Region(_Model):
