@@ -82,7 +82,8 @@ def with_extra(cache: torch.Tensor, labels: np.ndarray, teacher: np.ndarray | No
 def cross_validate(dataset: NihDataset, cache: torch.Tensor, trunk_model: ChestClassifier,
                    config: TrainConfig, k: int, out_dir: Path, report: Report,
                    max_folds: int | None = None,
-                   extra: Callable[[int, np.ndarray, np.ndarray], Extra | None] | None = None) -> CvResult:
+                   extra: Callable[[int, np.ndarray, np.ndarray], Extra | None] | None = None,
+                   box_masks: torch.Tensor | None = None) -> CvResult:
     """k-fold patient-wise cross-validation on cached views; ``max_folds`` runs only
     the first folds of the same split (a cheaper comparison; the other images'
     logits stay NaN). ``extra(fold, train, held)`` may add synthetic training
@@ -104,7 +105,8 @@ def cross_validate(dataset: NihDataset, cache: torch.Tensor, trunk_model: ChestC
             cache, dataset.labels, teacher, fit_idx, extra(fold, train, held) if extra else None)
         result = fit(model, fold_cache, fold_labels, teacher, fit_idx, stop_idx, config,
                      log_path=out_dir / "epochs.jsonl",
-                     on_epoch=lambda row, f=fold: report(_epoch_line(f, row)))
+                     on_epoch=lambda row, f=fold: report(_epoch_line(f, row)),
+                     box_masks=_padded(box_masks, len(fold_labels)))
         logits[held] = predict_cached(model, cache[0, torch.as_tensor(held)])
         tta[held] = np.mean([predict_cached(model, cache[v, torch.as_tensor(held)])
                              for v in range(cache.shape[0])], axis=0)
@@ -141,7 +143,7 @@ def _epoch_line(fold: int, row: dict[str, float]) -> str:
 
 def fit_final(dataset: NihDataset, cache: torch.Tensor, trunk_model: ChestClassifier,
               config: TrainConfig, epochs: int, out_dir: Path, report: Report,
-              extra: Extra | None = None) -> ChestClassifier:
+              extra: Extra | None = None, box_masks: torch.Tensor | None = None) -> ChestClassifier:
     """Train on every image (and ``extra`` synthetic ones) for ``epochs`` epochs (no early stopping)."""
     torch.manual_seed(config.seed)
     model = fresh_model(config, trunk_model)
@@ -149,8 +151,17 @@ def fit_final(dataset: NihDataset, cache: torch.Tensor, trunk_model: ChestClassi
     cache, labels, teacher, index = with_extra(cache, dataset.labels, dataset.teacher,
                                                np.arange(len(dataset)), extra)
     fit(model, cache, labels, teacher, index, None, final,
-        log_path=out_dir / "epochs.jsonl", on_epoch=lambda row: report(_epoch_line(-1, row)))
+        log_path=out_dir / "epochs.jsonl", on_epoch=lambda row: report(_epoch_line(-1, row)),
+        box_masks=_padded(box_masks, len(labels)))
     return model.eval()
+
+
+def _padded(masks: torch.Tensor | None, rows: int) -> torch.Tensor | None:
+    """Box masks for ``rows`` training rows: synthetic rows appended after the real
+    ones have no boxes."""
+    if masks is None or len(masks) >= rows:
+        return masks
+    return torch.cat([masks, masks.new_zeros((rows - len(masks), *masks.shape[1:]))])
 
 
 def write_oof(path: Path, dataset: NihDataset, result: CvResult) -> None:

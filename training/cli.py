@@ -96,6 +96,9 @@ def classify(
                                                    "see docs/synthetic.md).")] = 0.0,
     gan_dir: Annotated[Path, typer.Option(help="GANs for --synthetic-ratio: fold<K> per fold, all for "
                                           "the final fit ('train gan').")] = Path("runs/gan"),
+    box_loss: Annotated[float, typer.Option(help="Weight of the radiologist-box attention loss on boxed "
+                                            "images (0 = image labels only; see docs/training.md).")
+                        ] = 0.0,
 ) -> None:
     """Cross-validate the classifier, calibrate it on out-of-fold predictions and
     fit the final model on all images."""
@@ -107,7 +110,7 @@ def classify(
                               distill=distill, teacher=teacher, limit=limit, final=final, seed=seed,
                               command=invocation(), cache_file=cache_file,
                               max_folds=max_folds, final_only=final_only,
-                              synthetic_ratio=synthetic_ratio, gan_dir=gan_dir)
+                              synthetic_ratio=synthetic_ratio, gan_dir=gan_dir, box_loss=box_loss)
     run_classify(request, console)
 
 

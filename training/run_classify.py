@@ -58,6 +58,8 @@ class ClassifyRequest:
     """Synthetic images per real positive of each rare finding (0 = none; see docs/synthetic.md)."""
     gan_dir: Path = Path("runs/gan")
     """GANs per fold (``fold<K>``) and on all images (``all``) for ``synthetic_ratio``."""
+    box_loss: float = 0.0
+    """Weight of the radiologist-box attention loss (0 = image labels only)."""
 
 
 def load_dataset(request: ClassifyRequest) -> NihDataset:
@@ -85,7 +87,7 @@ def run_classify(request: ClassifyRequest, console: Console) -> dict[str, object
         (request.out / "epochs.jsonl").unlink(missing_ok=True)
     config = TrainConfig(backbone=request.backbone, size=request.size, cut=request.cut,
                          views=request.views, epochs=request.epochs, lr=request.lr,
-                         distill=request.distill, seed=request.seed)
+                         distill=request.distill, seed=request.seed, box_loss=request.box_loss)
     seed_everything(config.seed)
 
     def report(line: str) -> None:
@@ -110,15 +112,19 @@ def run_classify(request: ClassifyRequest, console: Console) -> dict[str, object
             torch.save({"key": key, "cache": cache}, request.cache_file)
     cache_s = time.perf_counter() - started
     report(f"cache {tuple(cache.shape)} in {cache_s:.0f} s")
+    masks = _box_masks(dataset, model, cache) if config.box_loss > 0 else None
+    if masks is not None:
+        report(f"box supervision (weight {config.box_loss:g}): "
+               f"{int(masks.flatten(2).any(-1).any(-1).sum())} boxed images")
     if request.final_only:
-        return _final_only(request, dataset, cache, model, config, info, report, started)
+        return _final_only(request, dataset, cache, model, config, info, report, started, masks)
     extra = None
     if request.synthetic_ratio > 0:
         from training.synthetic_recipe import fold_extra
 
         extra = fold_extra(request.gan_dir, dataset, model, config, request.synthetic_ratio)
     cv = cross_validate(dataset, cache, model, config, request.folds, request.out, report,
-                        max_folds=request.max_folds, extra=extra)
+                        max_folds=request.max_folds, extra=extra, box_masks=masks)
     scored = ~np.isnan(cv.logits[:, 0])
     if not scored.all():
         report(f"only {int(scored.sum())} images scored (--max-folds {request.max_folds}); "
@@ -159,7 +165,8 @@ def run_classify(request: ClassifyRequest, console: Console) -> dict[str, object
             from training.synthetic_recipe import final_extra
 
             final_synthetic = final_extra(request.gan_dir, dataset, model, config, request.synthetic_ratio)
-        final = fit_final(dataset, cache, model, config, epochs, request.out, report, final_synthetic)
+        final = fit_final(dataset, cache, model, config, epochs, request.out, report, final_synthetic,
+                          box_masks=masks)
         torch.save({"state_dict": final.state_dict(), "config": config.to_dict(),
                     "backbone": asdict(info)}, request.out / "model.pt")
         summary["final_epochs"] = epochs
@@ -174,6 +181,15 @@ def run_classify(request: ClassifyRequest, console: Console) -> dict[str, object
     return summary
 
 
+def _box_masks(dataset: NihDataset, model: torch.nn.Module, cache: torch.Tensor) -> torch.Tensor:
+    """The sample's radiologist boxes on the class activation map's grid."""
+    from training.box_supervision import sample_box_masks
+
+    with torch.no_grad():
+        grid = model.forward_top(cache[0, :1].float())[1].shape[-1]  # type: ignore[operator]
+    return sample_box_masks(dataset.image_dir, dataset.names, grid)
+
+
 def _load_cache(path: Path | None, key: dict[str, object]) -> torch.Tensor | None:
     if path is None or not path.is_file():
         return None
@@ -186,7 +202,7 @@ def _load_cache(path: Path | None, key: dict[str, object]) -> torch.Tensor | Non
 
 def _final_only(request: ClassifyRequest, dataset: NihDataset, cache: torch.Tensor, model: torch.nn.Module,
                 config: TrainConfig, info: object, report: Callable[[str], None],
-                started: float) -> dict[str, object]:
+                started: float, masks: torch.Tensor | None = None) -> dict[str, object]:
     """Fit the final model for a run whose cross-validation is already in ``--out``."""
     path = request.out / "run.json"
     if not path.is_file():
@@ -196,7 +212,8 @@ def _final_only(request: ClassifyRequest, dataset: NihDataset, cache: torch.Tens
         raise ConfigurationError("--final-only must use the earlier run's settings")
     epochs = max(1, int(np.median(summary["best_epochs"])))
     final_started = time.perf_counter()
-    final = fit_final(dataset, cache, model, config, epochs, request.out, report)  # type: ignore[arg-type]
+    final = fit_final(dataset, cache, model, config, epochs, request.out, report,  # type: ignore[arg-type]
+                      box_masks=masks)
     torch.save({"state_dict": final.state_dict(), "config": config.to_dict(), "backbone": asdict(info)},  # type: ignore[call-overload]
                request.out / "model.pt")
     summary.update(final_epochs=epochs, final_seconds=time.perf_counter() - final_started,

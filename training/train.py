@@ -29,6 +29,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from training.augment import AugmentConfig, augment
+from training.box_supervision import box_attention_loss
 from training.metrics import mean_auc
 from training.models import ChestClassifier
 
@@ -55,6 +56,9 @@ class TrainConfig:
     """Weight of the teacher's soft labels (0 = off) where the teacher has a prediction."""
     patience: int = 4
     seed: int = 0
+    box_loss: float = 0.0
+    """Weight of the radiologist-box attention loss on boxed images (0 = off;
+    ``training/box_supervision.py``)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, object]:
@@ -187,12 +191,14 @@ def _distributed() -> tuple[int, int]:
 def fit(model: ChestClassifier, cache: torch.Tensor, labels: np.ndarray, teacher: np.ndarray | None,
         train_idx: np.ndarray, val_idx: np.ndarray | None, config: TrainConfig,
         log_path: Path | None = None, on_epoch: Callable[[dict[str, float]], None] | None = None,
-        ) -> FitResult:
+        box_masks: torch.Tensor | None = None) -> FitResult:
     """Train the top and head on cached views of ``train_idx``.
 
     With ``val_idx``, keeps the weights of the epoch with the best mean
     validation AUC and stops after ``config.patience`` epochs without gain;
-    without it, trains ``config.epochs`` epochs and keeps the last.
+    without it, trains ``config.epochs`` epochs and keeps the last. With
+    ``box_masks`` (N, 14, h, w) and ``config.box_loss`` > 0, boxed training
+    images also pull their class activation maps into their boxes.
     """
     rank, world = _distributed()
     generator = seed_everything(config.seed)
@@ -230,9 +236,12 @@ def fit(model: ChestClassifier, cache: torch.Tensor, labels: np.ndarray, teacher
             chosen = views[start:start + config.batch][rank::world]
             x = cache[chosen, torch.as_tensor(index)].float().to(dev)
             with torch.autocast(dev.type, enabled=use_amp):
-                logits, _ = net(x) if world > 1 else model.forward_top(x)
+                logits, cam = net(x) if world > 1 else model.forward_top(x)
                 loss = _loss(logits.float(), y_all[index].to(dev), t_all[index].to(dev), weight,
                              config.distill)
+                if box_masks is not None and config.box_loss > 0:
+                    loss = loss + config.box_loss * box_attention_loss(
+                        cam, box_masks[torch.as_tensor(index)].to(dev))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
