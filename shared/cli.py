@@ -1,34 +1,72 @@
 """The ``goldenhour`` command. Services add sub-commands through the
-``goldenhour.commands`` entry-point group, so this module imports none of them
-and a box without an extra installed still gets a clear message."""
+``goldenhour.commands`` (and ``goldenhour.bench``) entry-point groups, so this
+module imports none of them and a box without an extra installed still gets a
+clear message.
+
+Sub-commands load lazily: ``goldenhour --help`` reads each one's help from its
+source without importing it, and ``goldenhour X`` imports only X. Keep the
+imports at the top of this module to the standard library and typer.
+"""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import importlib.util
 import logging
-from importlib.metadata import entry_points
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 from shared import __version__
-from shared.broker import BrokerKind
-from shared.logs import configure_logging
-from shared.settings import LogFormat
 
-app = typer.Typer(
-    name="goldenhour",
-    help="From a chest X-ray in an ambulance to an ER that has agreed to take the patient. "
-    "AI results are NOT for clinical use.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-bench_app = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
-console = Console()
 logger = logging.getLogger(__name__)
+
+# Sub-commands of shared/ itself that import heavier modules (broker, settings, supervisor).
+BUILTIN: dict[str, dict[str, str]] = {
+    "goldenhour.commands": {"demo": "shared.system_cli:demo", "broker": "shared.system_cli:broker"},
+    "goldenhour.bench": {"e2e": "shared.system_cli:bench_e2e"},
+}
+
+
+def _entry_points(group: str) -> dict[str, str]:
+    """``name -> "module:attr"`` of one entry-point group, this package's first
+    (one distribution's metadata is read much faster than every installed one's)."""
+    from importlib.metadata import PackageNotFoundError, distribution, entry_points
+
+    found = dict(BUILTIN.get(group, {}))
+    try:
+        own = distribution("goldenhour").entry_points.select(group=group)
+    except PackageNotFoundError:
+        own = entry_points(group=group)
+    found.update({entry.name: entry.value for entry in own})
+    return found
+
+
+def short_help(target: str) -> str:
+    """The help of ``module:attr`` read from its source, without importing it: a
+    function's docstring (first paragraph) or the ``help=`` of ``attr = typer.Typer(...)``."""
+    module, _, attr = target.partition(":")
+    try:
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            return ""
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    except (ImportError, OSError, SyntaxError, ValueError):
+        return ""
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == attr:
+            return " ".join((ast.get_docstring(node) or "").split("\n\n")[0].split())
+        named = isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == attr for t in node.targets)
+        if named and isinstance(node.value, ast.Call):  # type: ignore[attr-defined]
+            for keyword in node.value.keywords:  # type: ignore[attr-defined]
+                if keyword.arg == "help" and isinstance(keyword.value, ast.Constant):
+                    return str(keyword.value.value)
+    return ""
 
 
 def _missing_extra(name: str, error: Exception) -> typer.Typer:
@@ -36,38 +74,119 @@ def _missing_extra(name: str, error: Exception) -> typer.Typer:
 
     @stub.callback()
     def unavailable() -> None:
-        console.print(f"[red]'goldenhour {name}' needs the '{name}' extra:[/] {error}\n"
-                      f"install it with: pip install 'goldenhour[{name}]'")
+        from rich.console import Console
+
+        Console().print(f"[red]'goldenhour {name}' needs the '{name}' extra:[/] {error}\n"
+                        f"install it with: pip install 'goldenhour[{name}]'")
         raise typer.Exit(2)
 
     return stub
 
 
+def load_command(name: str, target: str) -> Any:
+    """Import ``module:attr``: a Typer app or a command function, or, when its
+    extra is missing, a command that says which extra to install."""
+    module, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ImportError as exc:
+        return _missing_extra(name, exc)
+
+
+def _as_click(name: str, loaded: Any) -> Any:
+    if isinstance(loaded, typer.Typer):
+        return typer.main.get_command(loaded)
+    single = typer.Typer()
+    single.command(name)(loaded)
+    return typer.main.get_command(single)
+
+
+class LazyCommand(TyperCommand):
+    """Stands in a group for a sub-command until it runs: its help comes from
+    the source, the module is imported by ``make_context``."""
+
+    def __init__(self, name: str, target: str, load: Callable[[str, str], Any] = load_command) -> None:
+        super().__init__(name=name, help=short_help(target), add_help_option=False)
+        self.target = target
+        self._load = load
+        self._real: Any = None
+
+    def real(self) -> Any:
+        """The loaded click command."""
+        if self._real is None:
+            self._real = _as_click(self.name or "", self._load(self.name or "", self.target))
+        return self._real
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        return self.real().make_context(info_name, args, parent=parent, **extra)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return self.real().get_params(ctx)  # shell completion asks for the real parameters
+
+
+class LazyGroup(TyperGroup):
+    """A group whose entry-point sub-commands load when they are run."""
+
+    entry_group: ClassVar[str] = "goldenhour.commands"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for name, target in sorted(_entry_points(self.entry_group).items()):
+            self.commands.setdefault(name, LazyCommand(name, target))
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted(self.commands)
+
+
+class LazyBenchGroup(LazyGroup):
+    """``goldenhour bench``: benchmarks contributed through ``goldenhour.bench``."""
+
+    entry_group = "goldenhour.bench"
+
+
+app = typer.Typer(
+    name="goldenhour",
+    cls=LazyGroup,
+    help="From a chest X-ray in an ambulance to an ER that has agreed to take the patient. "
+    "AI results are NOT for clinical use.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    # Plain help for the root: typer's rich help alone costs ~0.1 s of start-up.
+    rich_markup_mode=None,
+)
+bench_app = typer.Typer(cls=LazyBenchGroup, help="Benchmarks that print their figures.",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
 def _register_plugins() -> None:
-    for entry in sorted(entry_points(group="goldenhour.commands"), key=lambda e: e.name):
-        try:
-            sub = entry.load()
-        except ImportError as exc:
-            sub = _missing_extra(entry.name, exc)
-        if isinstance(sub, typer.Typer):
-            app.add_typer(sub, name=entry.name)
-        else:  # a single command, e.g. ``goldenhour diagnose PATH``
-            app.command(entry.name)(sub)
-    for entry in sorted(entry_points(group="goldenhour.bench"), key=lambda e: e.name):
-        try:
-            bench_app.command(entry.name)(entry.load())
-        except ImportError as exc:
-            bench_app.add_typer(_missing_extra(entry.name, exc), name=entry.name)
+    """Import every sub-command now (tests that want them all loaded at once);
+    ``main`` does not need this: the groups load a sub-command when it runs."""
+    for group, target_app in (("goldenhour.commands", app), ("goldenhour.bench", bench_app)):
+        registered = {info.name for info in target_app.registered_groups} | {
+            info.name for info in target_app.registered_commands}
+        for name, target in sorted(_entry_points(group).items()):
+            if name in registered:
+                continue
+            sub = load_command(name, target)
+            if isinstance(sub, typer.Typer):
+                target_app.add_typer(sub, name=name)
+            else:  # a single command, e.g. ``goldenhour diagnose PATH``
+                target_app.command(name)(sub)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
 
 
 @app.callback()
 def root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print the version.")] = False,
 ) -> None:
     """goldenhour command line."""
-    if version:
-        console.print(__version__)
-        raise typer.Exit()
 
 
 @app.command()
@@ -76,8 +195,12 @@ def topics(
     = False,
 ) -> None:
     """List every MQTT topic of the contract with its schema, QoS and retain flag."""
+    from rich.console import Console
+    from rich.table import Table
+
     from shared.topics import TOPICS
 
+    console = Console()
     if markdown:
         console.print(topic_table_markdown(), markup=False, highlight=False, soft_wrap=True)
         return
@@ -104,73 +227,8 @@ def topic_table_markdown() -> str:
     return "\n".join(lines)
 
 
-@app.command()
-def demo(
-    ambulances: Annotated[int, typer.Option(min=0, max=20, help="Simulated ambulances.")] = 2,
-    images: Annotated[Path | None, typer.Option(help="Folder of X-rays for the ambulances "
-                                                "(default: the NIH sample in the data folder).")]
-    = None,
-    interval: Annotated[float, typer.Option(help="Seconds between X-rays per ambulance.")] = 30.0,
-    port: Annotated[int, typer.Option(help="Hub web port.")] = 8000,
-    state_dir: Annotated[Path, typer.Option(help="SQLite database and broker state.")]
-    = Path(".goldenhour"),
-    broker: Annotated[BrokerKind, typer.Option(help="Embedded broker.")] = "auto",
-    accept_probability: Annotated[float, typer.Option(min=0, max=1)] = 0.5,
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")]
-    = None,
-    log_format: Annotated[LogFormat, typer.Option()] = "text",
-) -> None:
-    """Run the whole system on this machine: broker, hub with web pages,
-    simulated ERs and ambulances. Ctrl-C stops everything."""
-    from shared.supervisor import DemoOptions, run_demo
-
-    configure_logging("INFO", log_format, service="demo")
-    raise typer.Exit(run_demo(DemoOptions(
-        ambulances=ambulances, images=images, interval_s=interval, http_port=port,
-        state_dir=state_dir, broker=broker, accept_probability=accept_probability,
-        duration_s=duration, log_format=log_format,
-    )))
-
-
-@bench_app.command("e2e")
-def bench_e2e(
-    cases: Annotated[int, typer.Option(min=1, help="Cases to send one after another.")] = 20,
-    image: Annotated[Path | None, typer.Option(help="X-ray to send (default: a real DICOM "
-                                               "from the data folder, else a generated one).")]
-    = None,
-    broker: Annotated[BrokerKind, typer.Option()] = "auto",
-) -> None:
-    """End-to-end latency on loopback: diagnosis published -> hub -> 3 offers ->
-    ER accepts at once -> decision received by the ambulance. Broker, hub, ERs
-    and ambulance run as separate processes."""
-    from shared.supervisor import run_bench_e2e
-
-    configure_logging("WARNING", "text", service="bench")
-    raise typer.Exit(run_bench_e2e(cases=cases, image=image, broker=broker))
-
-
-@app.command("broker")
-def broker_cmd(
-    port: Annotated[int, typer.Option()] = 1883,
-    kind: Annotated[BrokerKind, typer.Option()] = "auto",
-) -> None:
-    """Run the embedded broker in the foreground on 127.0.0.1."""
-    from shared.broker import start_embedded_broker
-    from shared.lifecycle import wait_for_stop
-
-    configure_logging("INFO", "text", service="broker")
-    running = start_embedded_broker(kind, port=port)
-    console.print(f"broker listening on 127.0.0.1:{running.port} (MQTT {running.protocol}); "
-                  "Ctrl-C stops it")
-    try:
-        wait_for_stop()
-    finally:
-        running.stop()
-
-
 def main() -> None:
     """Console-script entry point."""
-    _register_plugins()
     app()
 
 
