@@ -58,6 +58,10 @@ class ModelClassifier:
         """The shipped operating threshold per finding."""
         return dict(self._thresholds)
 
+    def reliability(self) -> dict[Finding, tuple[float, float]]:
+        """Measured (sensitivity, specificity) at each operating point, where the manifest has them."""
+        return {Finding(p.finding): (p.sensitivity, p.specificity) for p in self.entry.operating_points or []}
+
     def preprocess(self, pixels: np.ndarray) -> np.ndarray:
         """8-bit grey (H, W) -> (1, 1, S, S) float32 under the input contract."""
         size = self.entry.input.size

@@ -50,6 +50,9 @@ class Classifier(Protocol):
     def thresholds(self) -> dict[Finding, float]:
         """Operating threshold per finding."""
 
+    def reliability(self) -> dict[Finding, tuple[float, float]]:
+        """Measured (sensitivity, specificity) at each operating point; empty when unknown."""
+
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """14 probabilities in canonical order for an 8-bit grey image."""
 
@@ -61,6 +64,7 @@ class DiagnosisPipeline:
         self.classifier: Classifier = classifier or PlaceholderClassifier()
         self.detector = detector
         self._thresholds = self.classifier.thresholds()
+        self._reliability = self.classifier.reliability()
 
     def run(
         self,
@@ -104,8 +108,9 @@ class DiagnosisPipeline:
             probabilities = prediction.probabilities
         with stage("postprocess"):
             scores = [
-                FindingScore(finding=finding, probability=float(p),
-                             threshold=self._thresholds[finding])
+                FindingScore(finding=finding, probability=float(p), threshold=self._thresholds[finding],
+                             sensitivity=self._reliability.get(finding, (None, None))[0],
+                             specificity=self._reliability.get(finding, (None, None))[1])
                 for finding, p in zip(FINDINGS, probabilities, strict=True)
             ]
             order = np.argsort(-probabilities, kind="stable")[:3]

@@ -33,6 +33,10 @@ class PlaceholderClassifier:
         """The same 0.5 for every finding: there is nothing to calibrate."""
         return {finding: PLACEHOLDER_THRESHOLD for finding in FINDINGS}
 
+    def reliability(self) -> dict[Finding, tuple[float, float]]:
+        """None measured: a placeholder has no sensitivity or specificity to state."""
+        return {}
+
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """Return 14 scores in canonical finding order."""
         small = np.asarray(Image.fromarray(pixels).resize((4, 4), Image.Resampling.BOX),

@@ -3,13 +3,17 @@
 Five levels in the spirit of the Korean Triage and Acuity Scale (KTAS) and its
 parent CTAS: 1 resuscitation, 2 emergent, 3 urgent, 4 less urgent,
 5 non-urgent. Each rule of :data:`RULES` names a level and a condition on the
-facts (NEWS2 from :mod:`edge_agent.news2`, the crew's vital signs, the findings
-above their thresholds); the level is the most urgent of the rules that hold,
-and every rule that holds gives a reason, so the result explains itself.
+facts (NEWS2 from :mod:`edge_agent.news2`, the crew's vital signs, the
+*suspected* findings: those at or above their operating points, which are
+chosen for a stated specificity); the level is the most urgent of the rules
+that hold, and every rule that holds gives a reason, so the result explains
+itself. An image reason names the finding's measured sensitivity and
+specificity, so the reader knows how far that evidence goes.
 
 Because the level is the most urgent of all rules that hold, a finding on the
-image can raise the severity but never lower what the vital signs say. With
-no vital signs yet the level comes from the image alone, and a reason says so.
+image can raise the severity but never lower what the vital signs say; a
+probability below its operating point raises nothing. With no vital signs yet
+the level comes from the image alone, and a reason says so.
 
 This is decision support for a crew, not a triage system: the crew's own
 assessment decides.
@@ -47,12 +51,12 @@ class Facts:
     vitals: Vitals | None
     news2: News2 | None
     """None when no vital sign was entered."""
-    positive: tuple[FindingScore, ...]
-    """Findings at or above their thresholds, most probable first."""
+    suspected: tuple[FindingScore, ...]
+    """Findings at or above their operating points, most probable first."""
 
     def finding(self, *wanted: Finding) -> list[FindingScore]:
-        """The positive findings among ``wanted``."""
-        return [score for score in self.positive if score.finding in wanted]
+        """The suspected findings among ``wanted``."""
+        return [score for score in self.suspected if score.finding in wanted]
 
 
 Evidence = Callable[[Facts], list[str]]
@@ -72,7 +76,11 @@ class Rule:
 
 def _finding_text(score: FindingScore) -> str:
     name = score.finding.replace("_", " ")
-    return f"{name} {score.probability:.2f} above its threshold {score.threshold:.2f}"
+    text = f"{name} suspected by the AI ({score.probability:.2f}, operating point {score.threshold:.2f}"
+    if score.sensitivity is not None and score.specificity is not None:
+        text += (f"; measured out of fold: sensitivity {score.sensitivity:.0%}, "
+                 f"specificity {score.specificity:.0%}")
+    return text + ")"
 
 
 def _news(at_least: int, below: int | None = None) -> Evidence:
@@ -125,7 +133,7 @@ def _findings(*wanted: Finding) -> Evidence:
 
 def _other_findings(facts: Facts) -> list[str]:
     covered = FLUID_OR_INFECTION | {Finding.PNEUMOTHORAX}
-    return [_finding_text(score) for score in facts.positive if score.finding not in covered]
+    return [_finding_text(score) for score in facts.suspected if score.finding not in covered]
 
 
 def _tension_pneumothorax(facts: Facts) -> list[str]:
@@ -181,7 +189,7 @@ def assess(scores: list[FindingScore], vitals: Vitals | None = None, *, placehol
     present = _has_vitals(vitals)
     facts = Facts(vitals=vitals if present else None,
                   news2=news2_from_vitals(vitals, spo2_scale=spo2_scale) if present and vitals else None,
-                  positive=tuple(sorted((s for s in scores if s.positive), key=lambda s: -s.probability)))
+                  suspected=tuple(sorted((s for s in scores if s.suspected), key=lambda s: -s.probability)))
     matched = [(rule, lines) for rule in RULES if (lines := rule.evidence(facts))]
     level = min((rule.level for rule, _ in matched), default=5)
     reasons: list[str] = []
@@ -190,7 +198,7 @@ def assess(scores: list[FindingScore], vitals: Vitals | None = None, *, placehol
     if facts.news2 is not None and not any(rule.name.startswith("news2_") for rule, _ in matched):
         reasons.append(facts.news2.describe())
     if not matched:
-        reasons.append("no finding above its threshold -> level 5: non-urgent")
+        reasons.append("no finding suspected by the AI -> level 5: non-urgent")
     tail: list[str] = []
     if facts.news2 is None:
         tail.append("vitals not yet entered: level from the image alone")

@@ -71,6 +71,40 @@ class Metric(_Strict):
     """Which images, how split, how many."""
 
 
+class OperatingPoint(_Strict):
+    """A finding's operating point: the threshold above which it is "suspected", the
+    specificity it was chosen for, and what it measured out of fold (cross-fitted)."""
+
+    finding: str
+    target_specificity: float = Field(gt=0, lt=1)
+    threshold: float = Field(ge=0, le=1)
+    positives: int = Field(ge=0)
+    images: int = Field(ge=0)
+    sensitivity: float
+    sensitivity_ci95: tuple[float, float]
+    specificity: float
+    specificity_ci95: tuple[float, float]
+    ppv: float
+    ppv_ci95: tuple[float, float]
+    npv: float
+    npv_ci95: tuple[float, float]
+    reference_prevalence: float
+    """The prevalence PPV and NPV are also given at (``ModelEntry.reference_prevalence_source``)."""
+    ppv_reference: float
+    ppv_reference_ci95: tuple[float, float]
+    npv_reference: float
+    npv_reference_ci95: tuple[float, float]
+
+
+class ReferenceHistogram(_Strict):
+    """Out-of-fold probabilities per finding in equal bins: what field predictions are
+    compared with to detect drift."""
+
+    bins: list[float]
+    counts: list[list[int]]
+    """One row of ``len(bins) - 1`` counts per label."""
+
+
 class ModelEntry(_Strict):
     """One model version and everything needed to run and judge it."""
 
@@ -89,6 +123,12 @@ class ModelEntry(_Strict):
     thresholds: list[float] | None = None
     """Per-label operating threshold on the calibrated probability."""
     threshold_rule: str | None = None
+    operating_points: list[OperatingPoint] | None = None
+    """Per label, in label order: how each threshold was chosen and what it measured."""
+    operating_points_data: str | None = None
+    """The predictions the operating points were fitted and measured on."""
+    reference_prevalence_source: str | None = None
+    reference_histogram: ReferenceHistogram | None = None
     metrics: list[Metric] = Field(default_factory=list)
     command: str
     """The exact command that produced the files."""
@@ -104,6 +144,15 @@ class ModelEntry(_Strict):
         for name, values in named:
             if values is not None and len(values) != n:
                 raise ValueError(f"{name} has {len(values)} values for {n} labels")
+        if self.operating_points is not None:
+            if [p.finding for p in self.operating_points] != self.labels:
+                raise ValueError("operating_points must list every label in label order")
+            if self.thresholds is not None and any(
+                    abs(p.threshold - t) > 1e-6 for p, t in zip(self.operating_points, self.thresholds,
+                                                                strict=True)):
+                raise ValueError("thresholds must be the operating points' thresholds")
+        if self.reference_histogram is not None and len(self.reference_histogram.counts) != n:
+            raise ValueError("reference_histogram needs one row of counts per label")
         if self.task == "classifier" and tuple(self.labels) != tuple(str(f) for f in FINDINGS):
             raise ValueError("a classifier's labels must be the 14 findings in canonical order")
         return self

@@ -169,6 +169,36 @@ def compare_runs_command(
     console.print(path.read_text(encoding="utf-8"))
 
 
+@app.command("operating-points")
+def operating_points(
+    run: Annotated[Path, typer.Option(help="A run folder made by 'train classify' (all folds).")
+                   ] = Path("runs/classifier"),
+    specificity: Annotated[float, typer.Option(min=0.5, max=0.999, help="Target specificity of "
+                                               "every finding's operating point.")] = 0.90,
+    specificity_for: Annotated[list[str] | None, typer.Option(
+        "--specificity-for", help="A finding's own target, e.g. Pneumothorax=0.95 (repeat).")] = None,
+    folder: DataOption = None,
+) -> None:
+    """Operating points at a stated specificity from a run's out-of-fold predictions, with
+    cross-fitted sensitivity, specificity, PPV and NPV (95% patient-bootstrap intervals) and the
+    image-only triage before and after; 'train export' ships them in the manifest."""
+    from training.run_operating_points import run_operating_points
+
+    overrides = {}
+    for item in specificity_for or []:
+        name, _, value = item.partition("=")
+        try:
+            overrides[name.strip()] = float(value)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{item!r}: expected FINDING=SPECIFICITY") from exc
+    try:
+        run_operating_points(run, _data_root(folder), specificity, overrides, console)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    console.print(f"wrote {run / 'operating_points.json'} and {run / 'operating-points.md'}")
+
+
 @app.command("evaluate-localisation")
 def evaluate_localisation(
     run: Annotated[Path, typer.Option(help="A run folder made by 'train classify' (with fold models).")

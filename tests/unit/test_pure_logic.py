@@ -32,7 +32,7 @@ def test_triage_levels() -> None:
     assert triage(_scores({Finding.MASS})).level == 4
     assert triage(_scores({Finding.NODULE})).level == 4
     calm = triage(_scores(set()))
-    assert calm.level == 5 and calm.reasons[0] == "no finding above its threshold -> level 5: non-urgent"
+    assert calm.level == 5 and calm.reasons[0] == "no finding suspected by the AI -> level 5: non-urgent"
     assert "placeholder" in triage(_scores(set()), placeholder=True).reasons[-1]
 
 

@@ -156,16 +156,16 @@ def _scores(**probabilities: float) -> list[FindingScore]:
 
 CASES: list[tuple[str, dict[str, Any] | None, dict[str, float], int, list[str]]] = [
     # name, vitals (None: not entered), findings, level, reason fragments
-    ("nothing at all", None, {}, 5, ["no finding above its threshold", "vitals not yet entered"]),
+    ("nothing at all", None, {}, 5, ["no finding suspected by the AI", "vitals not yet entered"]),
     ("normal vitals, clear image", NORMAL, {}, 5, ["NEWS2 0 (low risk)", "no finding"]),
     ("pneumothorax alone", None, {"Pneumothorax": 0.81}, 2,
-     ["Pneumothorax 0.81 above its threshold 0.50 -> level 2", "vitals not yet entered"]),
-    ("effusion alone", None, {"Effusion": 0.7}, 3, ["Effusion 0.70 above its threshold 0.50 -> level 3"]),
-    ("edema", NORMAL, {"Edema": 0.6}, 3, ["Edema 0.60", "NEWS2 0 (low risk)"]),
-    ("consolidation", NORMAL, {"Consolidation": 0.6}, 3, ["Consolidation 0.60"]),
-    ("pneumonia", NORMAL, {"Pneumonia": 0.9}, 3, ["Pneumonia 0.90"]),
-    ("nodule", NORMAL, {"Nodule": 0.6}, 4, ["Nodule 0.60 above its threshold 0.50 -> level 4"]),
-    ("cardiomegaly and mass", NORMAL, {"Cardiomegaly": 0.6, "Mass": 0.7}, 4, ["Mass 0.70", "Cardiomegaly"]),
+     ["Pneumothorax suspected by the AI (0.81, operating point 0.50) -> level 2", "vitals not yet entered"]),
+    ("effusion alone", None, {"Effusion": 0.7}, 3, ["Effusion suspected by the AI (0.70, operating point 0.50) -> level 3"]),
+    ("edema", NORMAL, {"Edema": 0.6}, 3, ["Edema suspected by the AI (0.60", "NEWS2 0 (low risk)"]),
+    ("consolidation", NORMAL, {"Consolidation": 0.6}, 3, ["Consolidation suspected by the AI (0.60"]),
+    ("pneumonia", NORMAL, {"Pneumonia": 0.9}, 3, ["Pneumonia suspected by the AI (0.90"]),
+    ("nodule", NORMAL, {"Nodule": 0.6}, 4, ["Nodule suspected by the AI (0.60, operating point 0.50) -> level 4"]),
+    ("cardiomegaly and mass", NORMAL, {"Cardiomegaly": 0.6, "Mass": 0.7}, 4, ["Mass suspected by the AI (0.70", "Cardiomegaly"]),
     ("news2 low", NORMAL | {"heart_rate": 95}, {}, 4, ["NEWS2 1 (low risk): HR 95/min +1 -> level 4"]),
     ("news2 medium", NORMAL | {"spo2_pct": 93, "supplemental_o2": True, "heart_rate": 95}, {}, 3,
      ["NEWS2 5 (medium risk)", "-> level 3"]),
@@ -182,10 +182,10 @@ CASES: list[tuple[str, dict[str, Any] | None, dict[str, float], int, list[str]]]
     ("respiratory failure", NORMAL | {"resp_rate": 7}, {}, 1, ["RR 7/min, 8 or fewer -> level 1"]),
     ("copd on scale 1 is critical", NORMAL | {"spo2_pct": 88}, {}, 1, ["SpO2 88% below 90%"]),
     ("tension pneumothorax", NORMAL | {"systolic_bp": 88}, {"Pneumothorax": 0.7}, 1,
-     ["Pneumothorax 0.70 above its threshold 0.50 with SBP 88 -> level 1: possible tension"]),
-    ("pneumothorax with normal vitals", NORMAL, {"Pneumothorax": 0.7}, 2, ["Pneumothorax 0.70"]),
+     ["Pneumothorax suspected by the AI (0.70, operating point 0.50) with SBP 88 -> level 1: possible tension"]),
+    ("pneumothorax with normal vitals", NORMAL, {"Pneumothorax": 0.7}, 2, ["Pneumothorax suspected by the AI (0.70"]),
     ("image raises low vitals", NORMAL | {"heart_rate": 95}, {"Effusion": 0.9}, 3,
-     ["Effusion 0.90", "NEWS2 1 (low risk)"]),
+     ["Effusion suspected by the AI (0.90", "NEWS2 1 (low risk)"]),
     ("image never lowers", NORMAL | {"avpu": "U"}, {}, 1, ["AVPU U"]),
     ("partial vitals", {"heart_rate": 72}, {}, 5, ["NEWS2 >=0", "not measured"]),
 ]
@@ -202,6 +202,15 @@ def test_rule_table(name: str, vitals: dict[str, Any] | None, findings: dict[str
     for fragment in fragments:
         assert fragment in text, (fragment, result.reasons)
     assert ("vitals not yet entered" in text) == (vitals is None)
+
+
+def test_a_suspected_finding_says_how_reliable_it_is() -> None:
+    scores = [FindingScore(finding=f, probability=0.8 if f == Finding.PNEUMOTHORAX else 0.1, threshold=0.4,
+                           sensitivity=0.55, specificity=0.95) for f in FINDINGS]
+    result = assess(scores, None)
+    assert result.level == 2
+    assert result.reasons[0].startswith("Pneumothorax suspected by the AI (0.80, operating point 0.40; "
+                                        "measured out of fold: sensitivity 55%, specificity 95%) -> level 2")
 
 
 def test_every_rule_is_exercised_by_the_table() -> None:
@@ -260,3 +269,18 @@ def test_the_image_never_lowers_what_the_vitals_say(vitals: dict[str, Any], posi
     assert with_image.level <= without_image.level
     assert with_image.level <= min(without_image.level, image_alone.level)  # a combination may add
     assert 1 <= len(with_image.reasons) <= 20
+
+
+@settings(max_examples=300, deadline=None)
+@given(vitals=st.one_of(st.none(), vitals_strategy),
+       below=st.lists(st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)), min_size=14, max_size=14))
+def test_a_probability_below_its_operating_point_raises_nothing(vitals: dict[str, Any] | None,
+                                                               below: list[tuple[float, float]]) -> None:
+    """Every image rule holds only through a suspected finding: with every probability
+    under its operating point, whatever the numbers, the level is what the vitals alone say."""
+    scores = [FindingScore(finding=f, probability=min(a, b), threshold=max(a, b))
+              for f, (a, b) in zip(FINDINGS, below, strict=True) if min(a, b) < max(a, b)]
+    if len(scores) < len(FINDINGS):
+        return
+    entered = _vitals(**vitals) if vitals is not None else None
+    assert assess(scores, entered).level == assess(_scores(), entered).level
