@@ -184,12 +184,20 @@ def _metrics(run: Path, summary: dict[str, object], report: ExportReport) -> lis
                                    f"patient-wise stratified CV on the NIH "
                                    f"ChestX-ray14 sample ({int(mask.sum())} images, subset: {label}, "
                                    "v2020 labels)"))
-    probabilities = sigmoid(oof["logits"] / np.array(calibration["temperature"])
-                            + np.array(calibration["bias"]))
-    sens = [float(((probabilities[:, j] >= calibration["thresholds"][j]) & (oof["labels"][:, j] == 1)).sum()
-                  / max(oof["labels"][:, j].sum(), 1)) for j in range(len(FINDINGS))]
-    metrics.append(Metric(name="mean_sensitivity_at_threshold", value=round(float(np.mean(sens)), 4),
-                          data=f"out-of-fold, the {len(oof['image'])} sample images scored"))
+    points = _operating_points(run)
+    if points is not None:
+        for name in ("sensitivity", "specificity"):
+            metrics.append(Metric(name=f"mean_{name}_at_operating_point",
+                                  value=round(float(np.mean([p[name] for p in points["points"]])), 4),
+                                  data=f"{points['data']}; mean over the 14 findings"))
+    else:
+        probabilities = sigmoid(oof["logits"] / np.array(calibration["temperature"])
+                                + np.array(calibration["bias"]))
+        sens = [float(((probabilities[:, j] >= calibration["thresholds"][j])
+                       & (oof["labels"][:, j] == 1)).sum() / max(oof["labels"][:, j].sum(), 1))
+                for j in range(len(FINDINGS))]
+        metrics.append(Metric(name="mean_sensitivity_at_threshold", value=round(float(np.mean(sens)), 4),
+                              data=f"out-of-fold, the {len(oof['image'])} sample images scored"))
     metrics.append(Metric(name="ece_before_calibration", value=round(float(summary["ece_before"]), 4),
                           data=f"out-of-fold, the {len(oof['image'])} sample images scored, 10 bins"))
     metrics.append(Metric(name="ece_after_calibration", value=round(float(summary["ece_after"]), 4),
@@ -206,16 +214,31 @@ def _entry(name: str, version: str, config: TrainConfig, summary: dict[str, obje
            report: ExportReport, run: Path, command: str) -> ModelEntry:
     calibration = summary["calibration"]
     assert isinstance(calibration, dict)
+    points = _operating_points(run)
+    shipped: dict[str, object] = {
+        "thresholds": [round(t, 6) for t in calibration["thresholds"]],
+        "threshold_rule": str(calibration["rule"])}
+    if points is not None:
+        shipped = {"thresholds": [p["threshold"] for p in points["points"]],
+                   "threshold_rule": points["rule"], "operating_points": points["points"],
+                   "operating_points_data": points["data"],
+                   "reference_prevalence_source": points["reference_prevalence_source"],
+                   "reference_histogram": points["reference_histogram"]}
     return ModelEntry(
         name=name, version=version, task="classifier", labels=[str(f) for f in FINDINGS],
         input=InputContract(size=config.size, mean=MEAN, std=STD), files=files, outputs=OUTPUTS,
         temperature=[round(t, 6) for t in calibration["temperature"]],
         bias=[round(b, 6) for b in calibration["bias"]],
-        thresholds=[round(t, 6) for t in calibration["thresholds"]],
-        threshold_rule=str(calibration["rule"]), metrics=_metrics(run, summary, report),
+        **shipped, metrics=_metrics(run, summary, report),  # type: ignore[arg-type]
         command=f"{summary['command']} && {command}",
         data=f"NIH ChestX-ray14 sample: {summary.get('images_final', summary['images'])} images "
              f"of {summary.get('patients_final', summary['patients'])} patients "
              f"({summary['data']}); backbone {summary['backbone']}",
         created_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
         notes="Not for clinical use. Research prototype trained on a small public sample.")
+
+
+def _operating_points(run: Path) -> dict | None:
+    """The run's ``train operating-points`` result, when it has one."""
+    path = run / "operating_points.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

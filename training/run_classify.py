@@ -149,7 +149,8 @@ def run_classify(request: ClassifyRequest, console: Console) -> dict[str, object
         "ece_after": expected_calibration_error(dataset.labels, calibration.apply(cv.logits)),
         "calibration": asdict(calibration), "labels": [str(f) for f in FINDINGS],
         "cache_seconds": cache_s, "cv_seconds": cv.seconds, "command": request.command,
-        "data": str(request.labels_csv or (request.data_root and request.data_root / "nih-cxr14-sample"))
+        # Named relative to the data folder: a manifest never carries a machine's own paths.
+        "data": str(request.labels_csv or "<data folder>/nih-cxr14-sample")
         + (f" + synthetic images of rare findings for training only ({request.synthetic_ratio:g} per real "
            f"positive, generators in {request.gan_dir})" if request.synthetic_ratio > 0 else ""),
         "synthetic_ratio": request.synthetic_ratio,

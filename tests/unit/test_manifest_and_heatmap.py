@@ -85,6 +85,32 @@ def test_every_shipped_model_file_matches_its_manifest_entry() -> None:
     assert raw["manifest_version"] == 1
 
 
+def test_shipped_manifest_and_cards_name_no_machine_paths() -> None:
+    """Committed files name paths relative to the repository or the data folder."""
+    import re
+
+    texts = [(DEFAULT_MODELS_DIR / "manifest.json").read_text()]
+    texts += [p.read_text() for p in DEFAULT_MODELS_DIR.glob("*/README.md")]
+    for text in texts:
+        found = re.findall(r"(?<![\w.<>-])/(?:work|root|home|tmp|opt|usr|var|mnt)/[^\s'\")]*", text)
+        assert not found, found
+
+
+def test_operating_points_must_match_the_thresholds(tmp_path: Path) -> None:
+    point = dict(target_specificity=0.9, threshold=0.3, positives=10, images=100, sensitivity=0.5,
+                 sensitivity_ci95=(0.3, 0.7), specificity=0.9, specificity_ci95=(0.85, 0.95), ppv=0.4,
+                 ppv_ci95=(0.2, 0.6), npv=0.9, npv_ci95=(0.8, 0.95), reference_prevalence=0.05,
+                 ppv_reference=0.2, ppv_reference_ci95=(0.1, 0.3), npv_reference=0.97,
+                 npv_reference_ci95=(0.95, 0.99))
+    points = [{"finding": str(f), **point} for f in FINDINGS]
+    entry = _entry(tmp_path, thresholds=[0.3] * 14, operating_points=points)
+    assert entry.operating_points is not None and entry.operating_points[0].specificity == 0.9
+    with pytest.raises(ValueError, match="operating points' thresholds"):
+        _entry(tmp_path, thresholds=[0.5] * 14, operating_points=points)
+    with pytest.raises(ValueError, match="label order"):
+        _entry(tmp_path, thresholds=[0.3] * 14, operating_points=points[::-1])
+
+
 def test_heat_map_peak_and_region() -> None:
     cam = np.zeros((12, 12), np.float32)
     cam[2:5, 7:10] = 1.0
