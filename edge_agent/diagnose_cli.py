@@ -1,45 +1,42 @@
-"""``goldenhour diagnose PATH``: one X-ray through the edge pipeline, offline.
+"""``goldenhour diagnose PATH...``: X-rays through the edge pipeline, offline.
 
-No broker, no hub: the result is printed (a table, or ``--json``), and the
-heat-map overlays can be written as JPEG files. Exit status 0 on a diagnosis,
-2 when the image cannot be used (the reason is printed), 3 when the model
-cannot be loaded.
+No broker, no hub. Files, folders (searched recursively for DICOM, PNG and
+JPEG) and globs are diagnosed in one process with the model loaded once (or in
+``--workers`` processes). One image gets the detailed report; a batch a line
+per image, ``--json`` JSON Lines (one object per image, with its path),
+``--csv FILE`` a table. A bad file is reported and skipped. Exit status 0 when
+every image was diagnosed, 1 when some failed, 2 when all failed, 3 when the
+model cannot be loaded.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import UTC, datetime
+import sys
+import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from shared.errors import ConfigurationError, InputImageError
-from shared.messages import DiagnosisV1, Position, Vitals
-
-console = Console()
-err_console = Console(stderr=True)
 logger = logging.getLogger(__name__)
-
-Backend = Literal["openvino", "openvino-int8", "onnxruntime", "torch"]
-
-
-def _backend_config(name: str) -> object:
-    from edge_agent.backends import OnnxRuntimeConfig, OpenVinoConfig, TorchConfig
-
-    return {"openvino": OpenVinoConfig(), "openvino-int8": OpenVinoConfig(precision="int8"),
-            "onnxruntime": OnnxRuntimeConfig(), "torch": TorchConfig()}[name]
+BACKENDS = ("openvino", "openvino-int8", "onnxruntime", "torch")
 
 
 def diagnose(
-    path: Annotated[Path, typer.Argument(help="A DICOM, PNG or JPEG chest X-ray.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the diagnosis message as JSON.")] = False,
-    backend: Annotated[str, typer.Option(help="openvino | openvino-int8 | onnxruntime | torch")
-                       ] = "openvino",
+    paths: Annotated[list[str], typer.Argument(
+        help="DICOM, PNG or JPEG chest X-rays: files, folders (searched recursively) or globs.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON Lines: one diagnosis per line.")
+                       ] = False,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write a CSV table of the batch here.")
+                        ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Processes, each with the model loaded once "
+                                         "(pays only with more cores than threads).")] = 1,
+    threads: Annotated[int | None, typer.Option(min=1, help="Inference threads per process "
+                                                "(default 2, or 1 with several workers).")] = None,
+    progress: Annotated[bool | None, typer.Option(
+        "--progress/--no-progress", help="Progress bar (default: when stderr is a terminal).")] = None,
+    backend: Annotated[str, typer.Option(help=" | ".join(BACKENDS))] = "openvino",
     model: Annotated[str | None, typer.Option(help="Classifier name in the manifest.")] = None,
     overlays: Annotated[Path | None, typer.Option(help="Write the heat-map overlays (JPEG) here.")] = None,
     models_dir: Annotated[Path | None, typer.Option(help="Models folder (default: the repository's).")
@@ -52,61 +49,90 @@ def diagnose(
     avpu: Annotated[str | None, typer.Option(help="A, C (new confusion), V, P or U")] = None,
     oxygen: Annotated[bool | None, typer.Option("--oxygen/--air", help="On supplemental oxygen?")] = None,
 ) -> None:
-    """Diagnose one X-ray file offline: the 14 findings, the top 3, heat-map regions
-    and triage (AI result: NOT for clinical use)."""
-    from edge_agent.classifier import DEFAULT_CLASSIFIER, load_classifier
-    from edge_agent.pipeline import DiagnosisPipeline
-    from shared.manifest import DEFAULT_MODELS_DIR
+    """Diagnose X-rays offline: the 14 findings, the top 3, heat-map regions and
+    triage, one file or a whole folder (AI result: NOT for clinical use)."""
+    from rich.console import Console
 
-    if backend not in ("openvino", "openvino-int8", "onnxruntime", "torch"):
+    from edge_agent import batch
+    from edge_agent.diagnose_output import CsvTable, json_line, print_detail, print_line, summary
+    from shared.errors import ConfigurationError
+    from shared.manifest import DEFAULT_MODELS_DIR, load_manifest
+
+    if backend not in BACKENDS:
         raise typer.BadParameter(f"unknown backend {backend!r}")
+    out, err = Console(), Console(stderr=True)
+    items = batch.collect(paths)
+    vitals = _vitals(spo2, rr, hr, sbp, temp, avpu, oxygen)
+    from edge_agent.classifier import DEFAULT_CLASSIFIER
+
+    spec = batch.PipelineSpec(backend, model or DEFAULT_CLASSIFIER, models_dir or DEFAULT_MODELS_DIR,
+                              threads or (1 if workers > 1 else 2))
+    pipeline = None
     try:
-        pipeline = DiagnosisPipeline(load_classifier(_backend_config(backend),  # type: ignore[arg-type]
-                                                     name=model or DEFAULT_CLASSIFIER,
-                                                     models_dir=models_dir or DEFAULT_MODELS_DIR))
+        if workers == 1 or len(items) < 2:
+            pipeline = batch.build(spec)
+        else:  # each worker loads its own; a model missing from the manifest fails here, once
+            load_manifest(spec.models_dir).find(spec.model)
     except ConfigurationError as exc:
-        err_console.print(f"[red]cannot load the model:[/] {exc}")
+        err.print(f"[red]cannot load the model:[/] {exc}")
         raise typer.Exit(3) from exc
-    vitals = None
-    if any(v is not None for v in (spo2, rr, hr, sbp, temp, avpu, oxygen)):
-        vitals = Vitals(taken_at=datetime.now(UTC), spo2_pct=spo2, resp_rate=rr, heart_rate=hr,
-                        systolic_bp=sbp, temperature_c=temp, avpu=avpu,  # type: ignore[arg-type]
-                        supplemental_o2=oxygen)
+    detail = len(items) == 1 and not as_json
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    table_file = csv_path.open("w", newline="", encoding="utf-8") if csv_path else None
+    table = CsvTable(table_file) if table_file else None
+    failed = 0
+    started = time.perf_counter()
+    bar = _progress(err, len(items)) if show_progress and len(items) > 1 else None
     try:
-        result = pipeline.run(path, ambulance_id="offline", position=Position(lat=0, lon=0), vitals=vitals)
-    except InputImageError as exc:
-        err_console.print(f"[red]cannot diagnose {path.name}:[/] {exc}")
-        raise typer.Exit(2) from exc
-    if overlays is not None:
-        overlays.mkdir(parents=True, exist_ok=True)
-        for overlay in result.overlays or []:
-            (overlays / f"{path.stem}-{overlay.finding}.jpg").write_bytes(overlay.jpeg)
-    if as_json:
-        typer.echo(json.dumps(result.model_dump(
-            mode="json", exclude={"image": {"thumbnail_jpeg"}, "overlays": {"__all__": {"jpeg"}}}), indent=2))
-    else:
-        _print(result)
+        for outcome in batch.run(items, spec, vitals, workers=workers, pipeline=pipeline):
+            if outcome.diagnosis is None:
+                failed += 1
+                err.print(f"[red]cannot diagnose {outcome.path}:[/] {outcome.error}", highlight=False,
+                          soft_wrap=True)
+            elif overlays is not None:
+                overlays.mkdir(parents=True, exist_ok=True)
+                for overlay in outcome.diagnosis.overlays or []:
+                    (overlays / f"{outcome.path.stem}-{overlay.finding}.jpg").write_bytes(overlay.jpeg)
+            if as_json:
+                typer.echo(json_line(outcome))
+            elif detail and outcome.diagnosis is not None:
+                print_detail(out, outcome.diagnosis)
+            else:
+                print_line(out, outcome)
+            if table is not None:
+                table.write(outcome)
+            if bar is not None:
+                bar[0].advance(bar[1])
+    finally:
+        if bar is not None:
+            bar[0].stop()
+        if table_file is not None:
+            table_file.close()
+    if len(items) > 1:
+        err.print(summary(len(items), failed, time.perf_counter() - started), highlight=False,
+                  soft_wrap=True)
+    if failed:
+        raise typer.Exit(2 if failed == len(items) else 1)
 
 
-def _print(result: DiagnosisV1) -> None:
-    model = result.model
-    console.print(f"[bold]{result.image.source}[/] ({result.image.format}, {result.image.width}x"
-                  f"{result.image.height}) - model {model.name} {model.version}"
-                  f"{' [red](PLACEHOLDER)[/]' if model.placeholder else ''}"
-                  " - [yellow]not for clinical use[/]")
-    table = Table()
-    table.add_column("finding")
-    table.add_column("probability", justify="right")
-    table.add_column("threshold", justify="right")
-    table.add_column("")
-    for score in sorted(result.findings, key=lambda s: -s.probability):
-        table.add_row(str(score.finding), f"{score.probability:.3f}", f"{score.threshold:.3f}",
-                      "[bold red]above[/]" if score.positive else "")
-    console.print(table)
-    console.print("top 3: " + ", ".join(result.top3))
-    for region in result.regions:
-        console.print(f"region ({region.source}): {region.finding} x {region.x1:.2f}-{region.x2:.2f}, "
-                      f"y {region.y1:.2f}-{region.y2:.2f}")
-    console.print(f"triage level {result.triage.level} ({result.triage.label}): "
-                  + "; ".join(result.triage.reasons))
-    console.print("timings ms: " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings_ms.items()))
+def _vitals(spo2: int | None, rr: int | None, hr: int | None, sbp: int | None, temp: float | None,
+            avpu: str | None, oxygen: bool | None) -> object:
+    if all(v is None for v in (spo2, rr, hr, sbp, temp, avpu, oxygen)):
+        return None
+    from datetime import UTC, datetime
+
+    from shared.messages import Vitals
+
+    return Vitals(taken_at=datetime.now(UTC), spo2_pct=spo2, resp_rate=rr, heart_rate=hr,
+                  systolic_bp=sbp, temperature_c=temp, avpu=avpu,  # type: ignore[arg-type]
+                  supplemental_o2=oxygen)
+
+
+def _progress(console: object, total: int) -> tuple[object, object]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress("diagnosing", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=console, transient=True)  # type: ignore[arg-type]
+    task = bar.add_task("diagnose", total=total)
+    bar.start()
+    return bar, task

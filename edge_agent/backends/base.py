@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal, Protocol
@@ -23,6 +24,14 @@ class _Config(BaseModel):
     """CPU threads for one inference."""
 
 
+def default_cache_dir() -> Path:
+    """Compiled-model cache: ``$GOLDENHOUR_CACHE_DIR``, else ``$XDG_CACHE_HOME/goldenhour``,
+    else ``~/.cache/goldenhour``; OpenVINO's blobs go in its ``openvino/`` folder."""
+    root = os.environ.get("GOLDENHOUR_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "goldenhour")
+    return Path(root) / "openvino"
+
+
 class OpenVinoConfig(_Config):
     """OpenVINO runtime (the default): IR files, FP16 weights or NNCF INT8."""
 
@@ -33,6 +42,10 @@ class OpenVinoConfig(_Config):
     inference_precision: Literal["f32", "bf16"] = "f32"
     """Arithmetic precision. OpenVINO's CPU default is bf16 where the CPU has it
     (faster, but logits move by ~0.04); f32 keeps parity with the reference."""
+    cache_dir: Path | None = Field(default_factory=default_cache_dir)
+    """OpenVINO's CACHE_DIR: compiled models are kept here, so the next start
+    loads the blob instead of compiling (keyed by model, device, settings and
+    OpenVINO version). None: no cache. An unwritable folder only costs speed."""
 
 
 class OnnxRuntimeConfig(_Config):
