@@ -99,6 +99,8 @@ FINDING_CODES: dict[Finding, hd.sr.CodedConcept] = {
 
 PROBABILITY = hd.sr.CodedConcept("122157", "DCM", "Probability")
 OPERATING_THRESHOLD = _private("OP_THRESHOLD", "AI operating threshold")
+OPERATING_SENSITIVITY = _private("OP_SENSITIVITY", "Sensitivity measured at the operating point")
+OPERATING_SPECIFICITY = _private("OP_SPECIFICITY", "Specificity measured at the operating point")
 REGION_SCORE = _private("REGION_SCORE", "AI region score")
 NOTICE = _private("AI_NOTICE", "Notice")
 HEATMAP_METHOD = _private("CAM", "Class activation map")
@@ -310,9 +312,13 @@ def _finding_groups(diagnosis: DiagnosisV1, header: Dataset, key: str,
                                   unit=UNITLESS),
                 hd.sr.Measurement(name=OPERATING_THRESHOLD, value=round(score.threshold, 6),
                                   unit=UNITLESS),
+                *[hd.sr.Measurement(name=name, value=round(value, 6), unit=UNITLESS)
+                  for name, value in ((OPERATING_SENSITIVITY, score.sensitivity),
+                                      (OPERATING_SPECIFICITY, score.specificity)) if value is not None],
             ],
+            # "present" here means suspected by the AI at its operating point; the SR is unverified
             qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-                name=code, value=PRESENT if score.positive else ABSENT)],
+                name=code, value=PRESENT if score.suspected else ABSENT)],
         ))
     return groups
 

@@ -130,14 +130,19 @@ def _finding_observation(score: FindingScore, diagnosis: DiagnosisV1, common: di
         "interpretation": [{"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
             "code": "POS", "display": "Positive"}],
-            "text": "at or above the model's operating threshold"}],
-        "component": [{
-            "code": {"coding": [{"system": GOLDENHOUR_SYSTEM, "code": "OP_THRESHOLD",
-                                 "display": "AI operating threshold"}]},
-            "valueQuantity": {"value": round(score.threshold, 6), "unit": "probability",
-                              "system": UCUM, "code": "1"}}],
+            "text": "suspected by the AI: at or above the model's operating point"}],
+        "component": [_component(code, display, value) for code, display, value in (
+            ("OP_THRESHOLD", "AI operating point", score.threshold),
+            ("OP_SENSITIVITY", "Sensitivity at the operating point, out of fold", score.sensitivity),
+            ("OP_SPECIFICITY", "Specificity at the operating point, out of fold", score.specificity),
+        ) if value is not None],
         "note": [{"text": note}],
     }
+
+
+def _component(code: str, display: str, value: float) -> dict[str, Any]:
+    return {"code": {"coding": [{"system": GOLDENHOUR_SYSTEM, "code": code, "display": display}]},
+            "valueQuantity": {"value": round(value, 6), "unit": "probability", "system": UCUM, "code": "1"}}
 
 
 def _triage_observation(diagnosis: DiagnosisV1, case: Case, common: dict[str, Any]) -> dict[str, Any]:
@@ -178,13 +183,15 @@ def build_bundle(case: Case, diagnosis: DiagnosisV1, diagnosis_key: str, diagnos
         common["derivedFrom"] = [_ref(urn["study"])]
     resources: list[tuple[str, dict[str, Any]]] = []
     for score in diagnosis.findings:
-        if score.positive:
+        if score.suspected:
             regions = sum(1 for r in diagnosis.regions if r.finding == score.finding)
             resources.append((_urn(case.id, diagnosis_key, "finding", str(score.finding)),
                               _finding_observation(score, diagnosis, common, regions)))
     resources.append((urn["triage"], _triage_observation(diagnosis, case, common)))
-    positives = [f"{s.finding} {s.probability:.2f} (threshold {s.threshold:.2f})"
-                 for s in diagnosis.findings if s.positive]
+    suspected = [f"{s.finding} {s.probability:.2f} (operating point {s.threshold:.2f}"
+                 + (f"; measured sensitivity {s.sensitivity:.0%}, specificity {s.specificity:.0%}"
+                    if s.sensitivity is not None and s.specificity is not None else "") + ")"
+                 for s in diagnosis.findings if s.suspected]
     report: dict[str, Any] = {
         "resourceType": "DiagnosticReport", "status": "preliminary",
         "identifier": [{"system": CASE_ID_SYSTEM, "value": case.id}],
@@ -196,8 +203,8 @@ def build_bundle(case: Case, diagnosis: DiagnosisV1, diagnosis_key: str, diagnos
         "subject": _ref(urn["patient"]), "effectiveDateTime": _instant(diagnosis.captured_at),
         "issued": _instant(diagnosed_at),
         "result": [_ref(u) for u, _ in resources],
-        "conclusion": f"{AI_NOTICE}. {_model_text(diagnosis)}. Above threshold: "
-                      f"{', '.join(positives) or 'none'}. Triage {case.triage_level} "
+        "conclusion": f"{AI_NOTICE}. {_model_text(diagnosis)}. Suspected by the AI: "
+                      f"{', '.join(suspected) or 'none'}. Triage {case.triage_level} "
                       f"({case.triage_label}).",
     }
     if study_uid:

@@ -123,8 +123,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "ai_evidence": ("AI evidence: boxes and heat maps", "AI 근거: 영역 표시와 열 지도"),
     "peak": ("peak of the heat map", "열 지도 최고점"),
     "regions_title": ("AI boxes on the X-ray", "X선 위 AI 영역 표시"),
-    "no_regions": ("none (no finding above its threshold with a box)",
-                   "없음 (기준값을 넘고 영역이 있는 소견 없음)"),
+    "no_regions": ("none (no suspected finding with a box)",
+                   "없음 (영역이 있는 의심 소견 없음)"),
     "source.heatmap": ("from the heat map", "열 지도 기반"),
     "source.detector": ("from the detector", "검출기 기반"),
     "source.unknown": ("source not given", "출처 미표시"),
@@ -140,8 +140,16 @@ STRINGS: dict[str, tuple[str, str]] = {
     "findings": ("AI findings (14)", "AI 소견 (14개)"),
     "finding": ("Finding", "소견"),
     "probability": ("Probability", "확률"),
-    "threshold": ("Threshold", "기준값"),
-    "positive": ("positive", "양성"),
+    "threshold": ("Operating point", "작동점"),
+    "positive": ("suspected", "의심"),
+    "measured": ("Measured sensitivity / specificity", "측정 민감도 / 특이도"),
+    "suspected_note": ("Suspected: the probability reached the finding's operating point, chosen for a "
+                       "stated specificity on out-of-fold NIH images; the measured sensitivity and "
+                       "specificity are from there, not from your patients. Other findings are shown muted.",
+                       "의심: 확률이 해당 소견의 작동점에 도달함. 작동점은 교차 검증된 NIH 영상에서 정한 "
+                       "특이도로 선택했으며, 측정 민감도와 특이도는 그 영상에서 얻은 값으로 귀하의 환자에서 얻은 "
+                       "값이 아닙니다. 나머지 소견은 흐리게 표시합니다."),
+    "not_measured": ("not measured", "측정값 없음"),
     "decision": ("Decision", "결정"),
     "top3": ("Top 3", "상위 3개"),
     "patient": ("Patient", "환자"),
@@ -166,6 +174,35 @@ STRINGS: dict[str, tuple[str, str]] = {
     "filter": ("Filter", "조회"),
     "matching": ("Matching cases", "일치하는 사례"),
     "received": ("Received", "접수"),
+    "needs_action": ("Needs action", "조치 필요"),
+    "needs_action.none": ("Nothing needs action now.", "지금 조치할 사례가 없습니다."),
+    "esc.expiring": ("an offer expires in under a minute", "1분 안에 만료되는 제안 있음"),
+    "reoffer_now": ("Re-offer now", "지금 다시 요청"),
+    "reoffer.offered": ("Offered again", "다시 요청했습니다"),
+    "reoffer.none": ("No ER can take the case now (closed, full or declined); it still needs action",
+                     "지금 받을 수 있는 응급실이 없습니다 (수용 불가, 만석 또는 거절). "
+                     "계속 조치가 필요합니다"),
+    "reoffer.not_waiting": ("The case is no longer waiting for an ER",
+                            "이 사례는 더 이상 응급실을 기다리지 않습니다"),
+    "board.accepted_note": ("Accepted cases: the newest {n} are shown here; the rest are in the",
+                            "수용된 사례는 최근 {n}건만 표시합니다. 나머지:"),
+    "expected_arrivals": ("Expected arrivals", "도착 예정 환자"),
+    "no_arrivals": ("No accepted patient on the way.", "이송 중인 수용 환자가 없습니다."),
+    "eta.under_1": ("under 1 min", "1분 이내"),
+    "eta.arriving": ("arriving", "도착 중"),
+    "eta.in_min": ("in {n} min", "{n}분 후"),
+    "eta.arrives_about": ("arrives about", "도착 예정 약"),
+    "eta.from_position": ("from the ambulance's latest position", "구급차 최근 위치 기준"),
+    "eta.from_capture": ("from where the X-ray was taken", "X선 촬영 위치 기준"),
+    "eta.estimate": ("straight-line estimate", "직선 거리 추정"),
+    "set_by": ("set by", "판정 근거"),
+    "rr": ("RR", "호흡수"),
+    "hr": ("HR", "심박수"),
+    "bp": ("BP", "혈압"),
+    "error_page.403": ("Not allowed", "권한이 없습니다"),
+    "error_page.404": ("Page not found", "페이지를 찾을 수 없습니다"),
+    "error_page.422": ("That request could not be used", "요청을 처리할 수 없습니다"),
+    "error_page.home": ("Back to the start page", "첫 화면으로"),
 }
 
 
@@ -189,3 +226,8 @@ def translator(lang: str) -> Callable[..., str]:
         return translate(lang, key, **values)
 
     return t
+
+
+from hospital_hub.i18n_field import STRINGS as _FIELD_STRINGS  # noqa: E402  (verdicts, /performance)
+
+STRINGS.update(_FIELD_STRINGS)

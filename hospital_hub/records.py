@@ -150,13 +150,13 @@ def case_pdf(record: dict[str, Any]) -> bytes:
     heading("AI diagnoses")
     for diagnosis in record["diagnoses"]:
         payload = diagnosis["payload"]
-        positive = [s["finding"] for s in payload["findings"]
-                    if s["probability"] >= s["threshold"]]
+        suspected = [s["finding"] for s in payload["findings"]
+                     if s["probability"] >= s["threshold"]]
         placeholder = " (PLACEHOLDER, not a diagnosis)" if diagnosis["placeholder_model"] else ""
         sha = f" sha256 {diagnosis['model_sha256'][:12]}" if diagnosis.get("model_sha256") else ""
         line(f"{diagnosis['received_at']}: model {diagnosis['model_name']} "
              f"{diagnosis['model_version']}{sha}{placeholder}; top 3: {', '.join(payload['top3'])}; "
-             f"above threshold: {', '.join(positive) or 'none'}")
+             f"suspected: {', '.join(suspected) or 'none'}")
         for region in payload.get("regions", []):
             source = {"heatmap": "heat map", "detector": "detector"}.get(
                 region.get("source") or "", "source not given")

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from hospital_hub.cases import TRIAGE_LABELS
 from hospital_hub.models import (
     Ambulance,
     Case,
@@ -168,7 +169,7 @@ def _regions(payload: dict[str, Any]) -> list[dict[str, Any]]:
     return regions
 
 
-def _triage(session: Session, case: Case, payload: dict[str, Any]) -> dict[str, Any]:
+def triage_of(session: Session, case: Case, payload: dict[str, Any]) -> dict[str, Any]:
     """The current triage and its reasons: the latest ``triage`` event (from a
     diagnosis, or re-assessed by the ambulance with new vitals), else the diagnosis's."""
     events = session.exec(select(CaseEvent).where(
@@ -184,10 +185,10 @@ def _triage(session: Session, case: Case, payload: dict[str, Any]) -> dict[str, 
                           and "placeholder" not in event.detail)
     from_payload = payload.get("triage", {})
     if latest is None:
-        return {"level": case.triage_level, "label": case.triage_label,
+        return {"level": case.triage_level, "label": TRIAGE_LABELS[case.triage_level],
                 "reasons": from_payload.get("reasons", []), "reassessed": False, "at": None}
-    return {"level": latest.detail.get("level", case.triage_level),
-            "label": latest.detail.get("label", case.triage_label),
+    level = latest.detail.get("level", case.triage_level)
+    return {"level": level, "label": TRIAGE_LABELS.get(level, case.triage_label),
             "reasons": latest.detail.get("reasons", []), "reassessed": reassessed,
             "at": latest.at}
 
@@ -201,6 +202,8 @@ def case_details(session: Session, case: Case) -> dict[str, Any]:
     findings = sorted(
         ({"finding": f["finding"], "probability": float(f["probability"]),
           "threshold": float(f["threshold"]),
+          "sensitivity": f.get("sensitivity"), "specificity": f.get("specificity"),
+          "suspected": float(f["probability"]) >= float(f["threshold"]),
           "positive": float(f["probability"]) >= float(f["threshold"])}
          for f in payload.get("findings", [])),
         key=lambda f: -f["probability"])
@@ -218,7 +221,7 @@ def case_details(session: Session, case: Case) -> dict[str, Any]:
                                                    col(CaseImage.complete))).first()
     offers = session.exec(select(Offer).where(Offer.case_id == case.id)
                           .order_by(col(Offer.rank))).all()
-    triage = _triage(session, case, payload)
+    triage = triage_of(session, case, payload)
     return {
         "findings": findings,
         "regions": _regions(payload),

@@ -74,7 +74,7 @@ class CaseView:
                           "url": f"/cases/{self.case_id}/overlays/{overlay.finding.value}.jpg",
                           "peak_x": _pct(overlay.peak_x), "peak_y": _pct(overlay.peak_y),
                           "probability": score.probability, "threshold": score.threshold,
-                          "positive": score.positive, "boxes": boxes})
+                          "suspected": score.suspected, "boxes": boxes})
         return shown
 
     @property
@@ -210,9 +210,10 @@ def ai_findings_text(diagnosis: DiagnosisV1) -> str:
     """The AI result in one line, always marked as not for clinical use."""
     scores = {s.finding: s.probability for s in diagnosis.findings}
     top = ", ".join(f"{f.value} {scores[f]:.0%}" for f in diagnosis.top3)
+    suspected = ", ".join(s.finding.value for s in diagnosis.findings if s.suspected) or "none"
     marks = AI_MARK + (f" {PLACEHOLDER_MARK}" if diagnosis.model.placeholder else "")
-    return (f"{marks} chest X-ray, top findings: {top}; triage {diagnosis.triage.level} "
-            f"({diagnosis.triage.label})")
+    return (f"{marks} chest X-ray, suspected: {suspected}; top findings: {top}; "
+            f"triage {diagnosis.triage.level} ({diagnosis.triage.label})")
 
 
 def draft_handover(view: CaseView) -> dict[str, str]:

@@ -195,9 +195,11 @@ def heat_map_diagnosis(ambulance_id: str, lat: float = MGH[0], lon: float = MGH[
                       score=score[Finding.PNEUMOTHORAX], source="heatmap"),
                Region(finding=Finding.PNEUMONIA, x1=0.55, y1=0.5, x2=0.85, y2=0.75,
                       score=score[Finding.PNEUMONIA], source="detector")]
+    # as a model with operating points sends them: each with its measured sensitivity and specificity
+    findings = [s.model_copy(update={"sensitivity": 0.55, "specificity": 0.95}) for s in base.findings]
     fields = {name: getattr(base, name) for name in type(base).model_fields}
     fields.update(image=base.image.model_copy(update={
         "width": 200, "height": 240, "format": "png", "thumbnail_jpeg": _jpeg(pixels)}),
-        model=TEST_MODEL, overlays=overlays, regions=regions, vitals=None,
-        triage=assess(base.findings, None))
+        model=TEST_MODEL, overlays=overlays, regions=regions, vitals=None, findings=findings,
+        triage=assess(findings, None))
     return DiagnosisV1.model_validate(fields)

@@ -154,6 +154,14 @@ def test_upload_diagnose_accept_vitals_and_handover(
     assert "AI result, not for clinical use" in page.inner_text("#diagnosis")
     assert page.locator("#placeholder").is_visible()
     assert page.locator("#top3 li").count() == 3
+    sent = crew.edge.cases[case_id].diagnosis
+    assert sent is not None
+    scores = {s.finding.value: s for s in sent.findings}
+    for item in page.locator("#top3 li").all():
+        score = scores[item.get_attribute("data-finding") or ""]
+        # suspected only at the operating point; the others muted, without the word
+        assert item.get_attribute("class") == ("suspected" if score.suspected else "muted")
+        assert ("suspected by the AI" in item.inner_text()) == score.suspected
     assert page.inner_text("#triage").strip() in {"1", "2", "3", "4", "5"}
 
     # the decision arrives by itself (no reload): accepting ER and ETA

@@ -71,7 +71,8 @@ def test_a_case_appears_live_and_the_doctor_views_and_accepts_it(
     alert = doctor.locator("#critical-alert")
     assert alert.is_visible() and critical_id in alert.inner_text()
     assert alert.evaluate("el => getComputedStyle(el).animationName") == "gh-flash"
-    assert "flash" in (critical.get_attribute("class") or "")
+    assert critical.evaluate("el => getComputedStyle(el).animationName") == "none"  # badge only
+    assert critical.locator(".triage-badge.pulse").count() == 1
     rows = doctor.locator("#open-offers tr[data-case]")
     assert rows.first.get_attribute("data-case") == critical_id  # most severe first
     screenshot(doctor, "er-console")
@@ -190,7 +191,15 @@ def test_the_case_view_shows_heat_maps_boxes_the_model_and_why_this_triage(
         .every(img => img.complete && img.naturalWidth > 0)""", timeout=10_000)
     for i in range(3):
         assert HEAT_MAP_LABEL in figures.nth(i).inner_text()
-    assert "70%" in figures.first.inner_text() and "positive" in figures.first.inner_text()
+    assert "70%" in figures.first.inner_text() and "suspected" in figures.first.inner_text()
+
+    # the 14 findings: suspected ones with their measured sensitivity and specificity, the rest muted
+    suspected = doctor.locator("#findings-table tr.suspected")
+    assert suspected.first.get_attribute("data-finding") == "Pneumothorax"
+    assert "suspected" in suspected.first.inner_text() and "55% / 95%" in suspected.first.inner_text()
+    assert doctor.locator("#findings-table tr.muted[data-finding=Atelectasis]").count() == 1
+    assert "suspected" not in doctor.inner_text("#findings-table tr[data-finding=Atelectasis]")
+    assert "operating point" in doctor.inner_text("#suspected-note")
     natural = figures.first.locator("img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert natural == [267, 320]  # 320 px on the long side, the image's aspect ratio
 

@@ -100,15 +100,17 @@ def test_sr_reports_every_finding_with_probability_threshold_and_presence(dicom_
         numbers = {_name(i)[0]: float(i.MeasuredValueSequence[0].NumericValue)
                    for i in items if i.ValueType == "NUM"}
         assert numbers == {"122157": pytest.approx(score.probability),
-                           "OP_THRESHOLD": pytest.approx(score.threshold)}
+                           "OP_THRESHOLD": pytest.approx(score.threshold),
+                           "OP_SENSITIVITY": pytest.approx(score.sensitivity),
+                           "OP_SPECIFICITY": pytest.approx(score.specificity)}
         presence = next(i for i in items if i.ValueType == "CODE" and _name(i)[0] == code.value)
-        assert presence.ConceptCodeSequence[0].CodeMeaning == ("Present" if score.positive else "Absent")
+        assert presence.ConceptCodeSequence[0].CodeMeaning == ("Present" if score.suspected else "Absent")
         source_ref = next(i for i in items if i.ValueType == "IMAGE").ReferencedSOPSequence[0]
         assert source_ref.ReferencedSOPInstanceUID == source.SOPInstanceUID
         algorithm = {_name(i)[0]: i.TextValue for i in items if i.ValueType == "TEXT"}
         assert algorithm["111001"] == "chest-effnetlite0" and algorithm["111003"] == "1.1.0"
         assert algorithm["111002"] == f"sha256={MODEL_SHA}"
-    assert sum(1 for s in diagnosis.findings if s.positive) == sum(
+    assert sum(1 for s in diagnosis.findings if s.suspected) == sum(
         1 for g in findings for i in g.ContentSequence
         if i.ValueType == "CODE" and i.ConceptCodeSequence[0].CodeMeaning == "Present")
 

@@ -44,10 +44,12 @@ def test_bundle_has_an_observation_per_positive_finding() -> None:
     assert report.category[0].coding[0].code == "RAD"
     assert (report.code.coding[0].system, report.code.coding[0].code) == ("http://loinc.org", "36554-4")
     assert report.conclusion.startswith(AI_NOTICE)
+    assert "Suspected by the AI: Mass 0.50" in report.conclusion
+    assert "Pneumothorax 0.70 (operating point 0.50; measured sensitivity 66%, specificity 90%)" in report.conclusion  # noqa: E501
     results = [by_url[r.reference] for r in report.result]
     assert all(isinstance(o, Observation) and o.status == "preliminary" for o in results)
     findings = [o for o in results if o.valueQuantity is not None]
-    positives = [s for s in result.findings if s.positive]
+    positives = [s for s in result.findings if s.suspected]
     assert len(findings) == len(positives) >= 1
     for observation, score in zip(findings, positives, strict=True):
         coding = observation.code.coding[0]
@@ -56,7 +58,11 @@ def test_bundle_has_an_observation_per_positive_finding() -> None:
         assert (observation.valueQuantity.system, observation.valueQuantity.code) == (
             "http://unitsofmeasure.org", "1")
         assert observation.interpretation[0].coding[0].code == "POS"
-        assert float(observation.component[0].valueQuantity.value) == pytest.approx(score.threshold)
+        components = {c.code.coding[0].code: float(c.valueQuantity.value) for c in observation.component}
+        assert components == {"OP_THRESHOLD": pytest.approx(score.threshold),
+                              "OP_SENSITIVITY": pytest.approx(score.sensitivity),
+                              "OP_SPECIFICITY": pytest.approx(score.specificity)}
+        assert "suspected by the AI" in observation.interpretation[0].text
         assert MODEL_SHA in observation.method.text and "chest-effnetlite0" in observation.method.text
         assert observation.note[0].text.startswith(AI_NOTICE)
         assert observation.category[0].coding[0].code == "imaging"
@@ -94,7 +100,7 @@ def test_without_a_study_uid_or_positive_findings() -> None:
     kinds = sorted(type(r).__name__ for r in by_url.values())
     assert kinds == ["Device", "DiagnosticReport", "Observation", "Patient"]  # the triage only
     report = next(r for r in by_url.values() if isinstance(r, DiagnosticReport))
-    assert report.imagingStudy is None and "Above threshold: none" in report.conclusion
+    assert report.imagingStudy is None and "Suspected by the AI: none" in report.conclusion
 
 
 def test_same_diagnosis_same_bundle() -> None:

@@ -160,12 +160,12 @@ CASES: list[tuple[str, dict[str, Any] | None, dict[str, float], int, list[str]]]
     ("normal vitals, clear image", NORMAL, {}, 5, ["NEWS2 0 (low risk)", "no finding"]),
     ("pneumothorax alone", None, {"Pneumothorax": 0.81}, 2,
      ["Pneumothorax suspected by the AI (0.81, operating point 0.50) -> level 2", "vitals not yet entered"]),
-    ("effusion alone", None, {"Effusion": 0.7}, 3, ["Effusion suspected by the AI (0.70, operating point 0.50) -> level 3"]),
+    ("effusion alone", None, {"Effusion": 0.7}, 3, ["Effusion suspected by the AI (0.70, operating point 0.50) -> level 3"]),  # noqa: E501 (a table row reads best whole)
     ("edema", NORMAL, {"Edema": 0.6}, 3, ["Edema suspected by the AI (0.60", "NEWS2 0 (low risk)"]),
     ("consolidation", NORMAL, {"Consolidation": 0.6}, 3, ["Consolidation suspected by the AI (0.60"]),
     ("pneumonia", NORMAL, {"Pneumonia": 0.9}, 3, ["Pneumonia suspected by the AI (0.90"]),
-    ("nodule", NORMAL, {"Nodule": 0.6}, 4, ["Nodule suspected by the AI (0.60, operating point 0.50) -> level 4"]),
-    ("cardiomegaly and mass", NORMAL, {"Cardiomegaly": 0.6, "Mass": 0.7}, 4, ["Mass suspected by the AI (0.70", "Cardiomegaly"]),
+    ("nodule", NORMAL, {"Nodule": 0.6}, 4, ["Nodule suspected by the AI (0.60, operating point 0.50) -> level 4"]),  # noqa: E501 (a table row reads best whole)
+    ("cardiomegaly and mass", NORMAL, {"Cardiomegaly": 0.6, "Mass": 0.7}, 4, ["Mass suspected by the AI (0.70", "Cardiomegaly"]),  # noqa: E501 (a table row reads best whole)
     ("news2 low", NORMAL | {"heart_rate": 95}, {}, 4, ["NEWS2 1 (low risk): HR 95/min +1 -> level 4"]),
     ("news2 medium", NORMAL | {"spo2_pct": 93, "supplemental_o2": True, "heart_rate": 95}, {}, 3,
      ["NEWS2 5 (medium risk)", "-> level 3"]),
@@ -182,8 +182,8 @@ CASES: list[tuple[str, dict[str, Any] | None, dict[str, float], int, list[str]]]
     ("respiratory failure", NORMAL | {"resp_rate": 7}, {}, 1, ["RR 7/min, 8 or fewer -> level 1"]),
     ("copd on scale 1 is critical", NORMAL | {"spo2_pct": 88}, {}, 1, ["SpO2 88% below 90%"]),
     ("tension pneumothorax", NORMAL | {"systolic_bp": 88}, {"Pneumothorax": 0.7}, 1,
-     ["Pneumothorax suspected by the AI (0.70, operating point 0.50) with SBP 88 -> level 1: possible tension"]),
-    ("pneumothorax with normal vitals", NORMAL, {"Pneumothorax": 0.7}, 2, ["Pneumothorax suspected by the AI (0.70"]),
+     ["Pneumothorax suspected by the AI (0.70, operating point 0.50) with SBP 88 -> level 1: possible tension"]),  # noqa: E501 (a table row reads best whole)
+    ("pneumothorax with normal vitals", NORMAL, {"Pneumothorax": 0.7}, 2, ["Pneumothorax suspected by the AI (0.70"]),  # noqa: E501 (a table row reads best whole)
     ("image raises low vitals", NORMAL | {"heart_rate": 95}, {"Effusion": 0.9}, 3,
      ["Effusion suspected by the AI (0.90", "NEWS2 1 (low risk)"]),
     ("image never lowers", NORMAL | {"avpu": "U"}, {}, 1, ["AVPU U"]),
