@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
+from hospital_hub.export_cli import export_labelled_command
 from hospital_hub.settings import load_hub_settings
 from shared.errors import GoldenhourError
 from shared.lifecycle import wait_for_stop
@@ -219,3 +220,6 @@ def seed_demo_users(
     for spec in specs:
         store_user(engine, spec, replace=True)
     typer.echo(" ".join(s.username for s in specs))
+
+
+app.command("export-labelled")(export_labelled_command)  # hospital_hub/export_cli.py

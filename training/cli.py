@@ -99,6 +99,8 @@ def classify(
     box_loss: Annotated[float, typer.Option(help="Weight of the radiologist-box attention loss on boxed "
                                             "images (0 = image labels only; see docs/training.md).")
                         ] = 0.0,
+    extra_labelled: Annotated[list[Path] | None, typer.Option(
+        help="A folder from 'goldenhour hub export-labelled' to add to the data (repeatable).")] = None,
 ) -> None:
     """Cross-validate the classifier, calibrate it on out-of-fold predictions and
     fit the final model on all images."""
@@ -111,6 +113,7 @@ def classify(
                               command=invocation(), cache_file=cache_file,
                               max_folds=max_folds, final_only=final_only,
                               synthetic_ratio=synthetic_ratio, gan_dir=gan_dir, box_loss=box_loss)
+    request.extra_labelled = tuple(extra_labelled or ())
     run_classify(request, console)
 
 

@@ -20,6 +20,7 @@ from shared.findings import FINDINGS
 from training.calibrate import fit_calibration
 from training.classify import JRZECH, cross_validate, fit_final, save_run
 from training.data import NihDataset, load_nih, load_pixels, load_sample
+from training.extra_labelled import append_exports
 from training.metrics import expected_calibration_error, mean_auc
 from training.models import build
 from training.train import TrainConfig, cache_views, init_distributed, seed_everything
@@ -60,6 +61,8 @@ class ClassifyRequest:
     """GANs per fold (``fold<K>``) and on all images (``all``) for ``synthetic_ratio``."""
     box_loss: float = 0.0
     """Weight of the radiologist-box attention loss (0 = image labels only)."""
+    extra_labelled: tuple[Path, ...] = ()
+    """Folders exported by ``goldenhour hub export-labelled``, appended to the data."""
 
 
 def load_dataset(request: ClassifyRequest) -> NihDataset:
@@ -73,7 +76,7 @@ def load_dataset(request: ClassifyRequest) -> NihDataset:
         dataset = load_sample(request.data_root, with_teacher=request.teacher)
     if request.limit:
         dataset = dataset.subset(np.arange(min(request.limit, len(dataset))))
-    return dataset
+    return append_exports(dataset, request.extra_labelled)  # ER-labelled images from the hub
 
 
 
