@@ -960,9 +960,11 @@ def create_app(
         return app.openapi()
 
     from hospital_hub.model_updates import router as model_updates  # it imports this module
+    from hospital_hub.verdict_routes import install as install_verdicts
 
     app.include_router(api)
     app.include_router(model_updates)
+    install_verdicts(app, runtime)  # ER verdicts, /performance (hospital_hub/verdict_routes.py)
     app.include_router(pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

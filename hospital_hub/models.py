@@ -488,3 +488,4 @@ class AccessLogPublic(AccessLogBase):
 
 
 CasePublic.model_rebuild()
+from hospital_hub import verdict_models as _verdict_models  # noqa: E402,F401  (registers its tables)

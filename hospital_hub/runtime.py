@@ -94,9 +94,11 @@ class HubRuntime:
         if now - self._last_prune > 60:
             self._last_prune = now
             self.outbox.prune(timedelta(seconds=self.settings.dedup_retention_s))
+            from hospital_hub.performance import check_drift
             from hospital_hub.retention import purge_expired  # images and personal data
 
             purge_expired(self.engine, self.settings.retention_days)
+            check_drift(self.engine, self.settings.hub_id)  # one dispatch alert per device window
 
     def _dead_letter(self, kind: str, envelope: Envelope[Any], error: str) -> None:
         self.metrics.dead_letters.labels(kind=kind).inc()

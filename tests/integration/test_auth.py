@@ -111,6 +111,14 @@ RULES: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/models/offer"): _rule(401, 403, admin=404, ambulance=404, other_ambulance=404),
     ("GET", "/api/models/files/{name}/{version}/{filename}"):
         _rule(401, 403, admin=404, ambulance=404, other_ambulance=404),
+    # ER verdicts and field performance (hospital_hub/verdict_routes.py)
+    ("GET", "/api/cases/{case_id}/verdict"): CASE_READ,
+    ("PUT", "/api/cases/{case_id}/verdict"):
+        _rule(401, 422, dispatcher=403, doc_b=404, **AMBULANCES_403),
+    ("POST", "/er/{hospital_id}/cases/{case_id}/verdict"):
+        _rule(303, 422, dispatcher=403, doc_b=404, **SERVICES_403),
+    ("GET", "/performance"): _rule(303, 403, admin=200, dispatcher=200),
+    ("GET", "/api/performance"): _rule(401, 403, admin=200, dispatcher=200),
 }
 
 
