@@ -66,8 +66,9 @@ fi
   || { echo "goldenhour needs Python 3.11 or newer ($PY is older)" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 extras="edge,hub,embedded-broker"
-# The tests train tiny models and compare backends with the torch reference.
-[ "$profile" = test ] && extras="$extras,train,dev"
+# The tests train tiny models and compare backends with the torch reference,
+# and import a Keras model they train (keras: TensorFlow).
+[ "$profile" = test ] && extras="$extras,train,keras,dev"
 stamp=".venv/.installed-${profile}-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "goldenhour: installing Python packages (.[${extras}]) into .venv" >&2
