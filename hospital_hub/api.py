@@ -19,17 +19,26 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, Response
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from sqlmodel import Session, col, select
 
-from hospital_hub import dicom_results, fhir, i18n, views
+from hospital_hub import board, dicom_results, fhir, i18n, views
+from hospital_hub.api_contract import (
+    SWAGGER_ASSETS,
+    DecisionBody,
+    QueryTime,
+    UpdateBody,
+    add_html_errors,
+    install_openapi,
+    swagger_page,
+)
 from hospital_hub.auth import SESSION_COOKIE, HubSecurity, Principal, verify_password
 from hospital_hub.cases import AI_NOTICE, DecisionResult
 from hospital_hub.events import EventFeed, stream
+from hospital_hub.live import CapacityError
 from hospital_hub.models import (
     AccessLog,
     AccessLogPublic,
@@ -56,19 +65,9 @@ from hospital_hub.runtime import HubRuntime
 from shared import __version__
 from shared.errors import CaseError, DicomExportError, NotFound
 from shared.findings import Finding
-from shared.messages import CaseUpdateV1
 
 logger = logging.getLogger(__name__)
 
-
-def _plausible(value: datetime) -> datetime:
-    if not 1970 <= value.year <= 2200:
-        raise ValueError("date must be between 1970 and 2200")
-    return value
-
-
-QueryTime = Annotated[AwareDatetime, AfterValidator(_plausible)]
-"""A timezone-aware time in a plausible range (anything else is a 422, not a 500)."""
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 STATIC = Path(__file__).parent / "static"
@@ -148,7 +147,7 @@ def _api_user(*kinds: str) -> Callable[[Principal | None], Principal]:
             raise HTTPException(401, "sign in, or send a service token as 'Authorization: Bearer'",
                                 headers={"WWW-Authenticate": "Bearer"})
         if user.kind not in kinds:
-            raise HTTPException(403, f"not allowed for a {user.kind}")
+            raise HTTPException(403, f"not allowed for the role {user.kind}")
         return user
 
     return dependency
@@ -163,7 +162,7 @@ def _page_user(*kinds: str) -> Callable[[Request, Principal | None], Principal]:
             raise HTTPException(303, "sign in first",
                                 headers={"Location": f"/login?next={quote(target, safe='')}"})
         if user.kind not in kinds:
-            raise HTTPException(403, f"not allowed for a {user.kind}")
+            raise HTTPException(403, f"not allowed for the role {user.kind}")
         return user
 
     return dependency
@@ -297,12 +296,6 @@ def _hospital_public(hospital: Hospital, stale_after_s: float) -> HospitalPublic
     return HospitalPublic.model_validate({**hospital.model_dump(), "capacity_stale": stale})
 
 
-def _active_first(session: Session, limit: int = 200) -> list[Case]:
-    cases = session.exec(select(Case).order_by(col(Case.received_at).desc()).limit(limit)).all()
-    waiting = (CaseStatus.OFFERED, CaseStatus.NO_ER_AVAILABLE)
-    return sorted(cases, key=lambda c: (c.status not in waiting, c.triage_level))
-
-
 def _decided_by(user: Principal, named: str | None) -> str:
     if user.via == "token" and named:
         return f"{named} via {user.username}"[:128]
@@ -343,11 +336,12 @@ def put_capacity(hospital_id: str, user: HospitalActor, body: CapacityUpdate, re
 @api.get("/hospitals/{hospital_id}/offers", response_model=list[OfferPublic])
 def hospital_offers(hospital_id: str, user: HospitalReader, request: Request, session: SessionDep,
                     security: SecurityDep, state: OfferState | None = None) -> list[Offer]:
-    """This hospital's offers, newest first."""
+    """This hospital's offers, newest first (the latest 200; with ``state=open``: all)."""
     query = select(Offer).where(Offer.hospital_id == hospital_id)
     if state:
         query = query.where(Offer.state == state)
-    offers = list(session.exec(query.order_by(col(Offer.created_at).desc()).limit(200)).all())
+    limit = None if state == OfferState.OPEN else 200  # open offers: every one
+    offers = list(session.exec(query.order_by(col(Offer.created_at).desc()).limit(limit)).all())
     security.access.viewed(user, "hospital_offers", [o.case_id for o in offers], _client(request),
                            hospital_id=hospital_id)
     return offers
@@ -580,12 +574,13 @@ def get_audit(user: Overseer, case: ReadableCase, request: Request, session: Ses
 
 @api.post("/cases/{case_id}/offers/{hospital_id}/decision", response_model=DecisionResponse)
 def post_decision(
-    case_id: str, hospital_id: str, user: HospitalActor, body: DecisionRequest, request: Request,
+    case_id: str, hospital_id: str, user: HospitalActor, body: DecisionBody, request: Request,
     runtime: RuntimeDep, security: SecurityDep,
 ) -> DecisionResponse:
     """Accept or decline (with a reason) an offer to your ER; the ambulance is
     told at once. A late accept answers 409 "already placed"."""
-    result = _decide(runtime, security, user, case_id, hospital_id, body, _client(request))
+    result = _decide(runtime, security, user, case_id, hospital_id,
+                     DecisionRequest.model_validate(body.model_dump()), _client(request))
     if result.outcome in ("already_placed", "already_decided"):
         detail = ("already placed" + (f" at {result.placed_at}" if result.placed_at else "")
                   if result.outcome == "already_placed" else "offer already decided")
@@ -595,11 +590,12 @@ def post_decision(
 
 
 @api.post("/cases/{case_id}/updates", response_model=CaseStatus)
-def post_update(case_id: str, user: CaseUpdater, body: CaseUpdateV1, request: Request,
+def post_update(case_id: str, user: CaseUpdater, request_body: UpdateBody, request: Request,
                 runtime: RuntimeDep, security: SecurityDep) -> CaseStatus:
     """The ambulance's cancel, divert, patient, vitals or handover update
     (the same as the MQTT ``update`` topic); an ambulance's token updates only
     that ambulance's cases."""
+    body = request_body.message()
     if user.ambulance_id is not None and body.ambulance_id != user.ambulance_id:
         raise HTTPException(403, f"this token speaks for ambulance {user.ambulance_id}")
     try:
@@ -636,6 +632,8 @@ def _set_capacity(runtime: HubRuntime, security: HubSecurity, user: Principal, h
                                   source="console")
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from exc
+    except CapacityError as exc:
+        raise HTTPException(422, str(exc)) from exc
     security.access.changed(user, "capacity", hospital_id=hospital_id, client=client,
                             **body.model_dump())
 
@@ -746,16 +744,12 @@ def dispatch_page(request: Request, user: PageViewer, session: SessionDep, runti
     ambulances, capacities (an ER doctor is sent to the ER's console)."""
     if user.kind == "er_doctor":
         return RedirectResponse(_home(user), status_code=303)
-    cases = [_case_public(session, c) for c in _active_first(session, 50)
-             if c.status in views.ACTIVE]
+    shown = board.dispatch_rows(session)  # every unresolved case, never cut at a row limit
+    cases = shown["cases"]
     security.access.viewed(user, "dispatch_page", [c.id for c in cases], _client(request))
-    rows = [(c, views.next_expiry(c), views.escalations(c)) for c in cases]
-    escalated = [(c, why) for c, _, why in rows if why]
     hospitals = _hospitals(session, runtime)
     ambulances = list(session.exec(select(Ambulance).order_by(col(Ambulance.id))).all())
-    return _render(request, "dispatch.html", user, **{
-        "cases": cases, "rows": rows, "escalated": escalated,
-        "critical": any("esc.critical_waiting" in why or "esc.no_er" in why for _, why in escalated),
+    return _render(request, "dispatch.html", user, **shown, **{
         "ambulances": ambulances, "hospitals": hospitals,
         "markers": views.map_markers(hospitals, ambulances, cases),
         "connected": runtime.communicator.connected,
@@ -816,20 +810,11 @@ def er_page(hospital_id: str, user: PageHospitalViewer, request: Request, sessio
     hospital = session.get(Hospital, hospital_id)
     if hospital is None:
         raise HTTPException(404, f"no hospital {hospital_id}")
-    offers = session.exec(
-        select(Offer).where(Offer.hospital_id == hospital_id)
-        .order_by(col(Offer.created_at).desc()).limit(50)
-    ).all()
-    rows = [(offer, session.get(Case, offer.case_id)) for offer in offers]
-    open_rows = sorted([r for r in rows if r[0].state == OfferState.OPEN],
-                       key=lambda r: (r[1].triage_level if r[1] else 9, r[0].expires_at))
-    closed_rows = [r for r in rows if r[0].state != OfferState.OPEN]
-    security.access.viewed(user, "er_page", [o.case_id for o in offers], _client(request),
+    shown = board.er_rows(session, hospital, runtime.cases.router)  # every open offer
+    security.access.viewed(user, "er_page", shown.pop("case_ids"), _client(request),
                            hospital_id=hospital_id)
-    return _render(request, "er.html", user, **{
+    return _render(request, "er.html", user, **shown, **{
         "hospital": _hospital_public(hospital, runtime.settings.capacity_stale_s),
-        "open_rows": open_rows, "closed_rows": closed_rows,
-        "critical": [r for r in open_rows if r[1] is not None and r[1].triage_level <= 2],
         "error": error if error in ERROR_CODES else None,
         "can_act": user.kind in PAGE_DECIDERS,
     })
@@ -858,9 +843,12 @@ def er_case_page(hospital_id: str, case_id: str, user: PageHospitalViewer, reque
               "heatmaps": [{"finding": h["finding"], "url": h["url"]} for h in details["heatmaps"]],
               "sources": {"heatmap": t("source.heatmap"), "detector": t("source.detector"),
                           "": t("source.unknown")}}
+    eta = (board.live_eta(session, case, hospital, runtime.cases.router)
+           if case.status == CaseStatus.ACCEPTED and case.accepted_hospital_id == hospital_id
+           else None)
     return _render(request, "case.html", user, **{
         "hospital": _hospital_public(hospital, runtime.settings.capacity_stale_s),
-        "case": case, "offer": offer, "details": details, "viewer": viewer,
+        "case": case, "offer": offer, "details": details, "viewer": viewer, "eta": eta,
         "error": error if error in ERROR_CODES else None,
         "can_act": user.kind in PAGE_DECIDERS,
     })
@@ -912,7 +900,7 @@ def er_capacity_form(
 @pages.get("/docs", response_class=HTMLResponse)
 def api_docs(user: PageAnyUser) -> HTMLResponse:
     """The interactive API documentation (signed-in users)."""
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="goldenhour hub API")
+    return swagger_page()  # its assets ship with the package: works offline
 
 
 def create_app(
@@ -959,12 +947,18 @@ def create_app(
         """The OpenAPI schema (signed-in users and service clients)."""
         return app.openapi()
 
-    from hospital_hub.model_updates import router as model_updates  # it imports this module
+    from hospital_hub.dispatch_routes import router as dispatch_routes  # they import this module
+    from hospital_hub.model_updates import router as model_updates
     from hospital_hub.verdict_routes import install as install_verdicts
 
     app.include_router(api)
     app.include_router(model_updates)
     install_verdicts(app, runtime)  # ER verdicts, /performance (hospital_hub/verdict_routes.py)
+    app.include_router(dispatch_routes)
     app.include_router(pages)
+    install_openapi(app)  # bearer auth and the error answers in the schema
+    add_html_errors(app, lambda request, status, detail: _render(
+        request, "error.html", None, status_code=status, status=status, detail=detail))
+    app.mount("/static/swagger", StaticFiles(directory=SWAGGER_ASSETS), name="swagger")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -108,7 +108,7 @@ def create_token(engine: Engine, username: str) -> str:
         if user is None:
             raise NotFound(f"no user {username}")
         if user.role != Role.SERVICE:
-            raise AuthError(f"{username} is a {user.role.value}; tokens are for service clients")
+            raise AuthError(f"{username} has the role {user.role.value}; tokens are for service clients")
         user.token_hash, user.token_created_at = hash_token(token), utcnow()
         session.add(user)
     logger.info("api token issued", extra={"username": username})
@@ -274,21 +274,33 @@ class SessionSigner:
 
 # -- the login rate limit ---------------------------------------------------------------------
 class LoginLimiter:
-    """At most ``max_failures`` failed sign-ins per username and per client
-    address in a sliding ``window_s``; then every attempt is refused until the
-    oldest failure leaves the window. Kept in memory, per hub process."""
+    """At most ``max_failures`` failed sign-ins per (username, client address)
+    and per client address in a sliding ``window_s``; then that address is
+    refused until its oldest failure leaves the window. A name is never locked
+    for everyone: a stranger's wrong passwords must not lock a doctor out
+    (user names are predictable, ``er-<hospital id>``). Failures of one name
+    from anywhere only slow its sign-ins down: past ``max_failures`` each
+    attempt waits ``user_delay_s``. Kept in memory, per hub process."""
 
     def __init__(self, max_failures: int, window_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, user_delay_s: float = 1.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
+        self.user_delay_s = user_delay_s
         self._clock = clock
+        self._sleep = sleep
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
     @staticmethod
     def _keys(username: str, address: str) -> tuple[str, str]:
-        return f"user:{username.lower()}", f"addr:{address}"
+        """The keys that lock: this name from this address, and this address."""
+        return f"pair:{username.lower()}|{address}", f"addr:{address}"
+
+    @staticmethod
+    def _user_key(username: str) -> str:
+        return f"user:{username.lower()}"
 
     def _recent(self, key: str, now: float) -> deque[float]:
         times = self._failures.get(key, deque())
@@ -298,45 +310,54 @@ class LoginLimiter:
             self._failures.pop(key, None)
         return times
 
-    def retry_after(self, username: str, address: str) -> int | None:
-        """Seconds until a sign-in may be tried again, or None if it may now."""
-        now = self._clock()
-        with self._lock:
-            waits = [self.window_s - (now - times[0]) for key in self._keys(username, address)
-                     if len(times := self._recent(key, now)) >= self.max_failures]
+    def _wait(self, username: str, address: str, now: float) -> int | None:
+        waits = [self.window_s - (now - times[0]) for key in self._keys(username, address)
+                 if len(times := self._recent(key, now)) >= self.max_failures]
         return max(1, math.ceil(max(waits))) if waits else None
 
-    def failed(self, username: str, address: str) -> None:
-        """Count a failed sign-in against the name and the address."""
-        now = self._clock()
-        with self._lock:
-            if len(self._failures) > 100_000:  # bound the memory an attacker can make us use
-                for key in list(self._failures):
-                    self._recent(key, now)
-            for key in self._keys(username, address):
+    def _count(self, username: str, address: str, now: float) -> int:
+        """Count a failure; returns the name's failures from every address."""
+        if len(self._failures) > 100_000:  # bound the memory an attacker can make us use
+            for key in list(self._failures):
                 self._recent(key, now)
-                self._failures.setdefault(key, deque()).append(now)
+        for key in (*self._keys(username, address), self._user_key(username)):
+            self._recent(key, now)
+            self._failures.setdefault(key, deque()).append(now)
+        return len(self._failures[self._user_key(username)])
+
+    def retry_after(self, username: str, address: str) -> int | None:
+        """Seconds until this address may try this name again, or None if it may now."""
+        with self._lock:
+            return self._wait(username, address, self._clock())
+
+    def failed(self, username: str, address: str) -> None:
+        """Count a failed sign-in against the name, the pair and the address."""
+        with self._lock:
+            self._count(username, address, self._clock())
 
     def attempt(self, username: str, address: str) -> int | None:
         """Count an attempt as a failure *before* the (slow) password check, so
         parallel guesses cannot all slip under the limit; returns the seconds to
-        wait when the limit is reached (nothing is counted then), else None."""
+        wait when this address has reached the limit (nothing is counted then),
+        else None, after the name's delay when it is under attack."""
         with self._lock:
             now = self._clock()
-            waits = [self.window_s - (now - times[0]) for key in self._keys(username, address)
-                     if len(times := self._recent(key, now)) >= self.max_failures]
-            if waits:
-                return max(1, math.ceil(max(waits)))
-            for key in self._keys(username, address):
-                self._failures.setdefault(key, deque()).append(now)
-            return None
+            wait = self._wait(username, address, now)
+            if wait is not None:
+                return wait
+            tried = self._count(username, address, now)
+        if tried > self.max_failures:
+            self._sleep(self.user_delay_s)
+        return None
 
     def succeeded(self, username: str, address: str | None = None) -> None:
-        """Forget the name's failures, and take back the attempt counted against
-        the address by :meth:`attempt` (its earlier failures stay)."""
+        """Forget the name's failures from this address and its delay, and take
+        back the attempt counted against the address by :meth:`attempt` (its
+        earlier failures stay)."""
         with self._lock:
-            self._failures.pop(self._keys(username, "")[0], None)
+            self._failures.pop(self._user_key(username), None)
             if address is not None:
+                self._failures.pop(self._keys(username, address)[0], None)
                 times = self._failures.get(self._keys(username, address)[1])
                 if times:
                     times.pop()

@@ -50,6 +50,10 @@ logger = logging.getLogger(__name__)
 
 AI_NOTICE = messages.AI_NOTICE
 
+TRIAGE_LABELS = {1: "resuscitation", 2: "emergent", 3: "urgent", 4: "less urgent",
+                 5: "non-urgent"}
+"""The label of each triage level (CTAS); the hub stores this, never a label sent with another level."""
+
 DecisionOutcome = Literal["accepted", "declined", "already_placed", "already_decided",
                           "duplicate"]
 
@@ -72,6 +76,15 @@ def record_event(session: Session, case: Case, kind: str, actor: str, **detail: 
     session.add(CaseEvent(case_id=case.id, at=now, kind=kind, actor=actor, detail=detail))
 
 
+def triage_label(level: int, sent: str, case_id: str) -> str:
+    """The label of ``level``; a different label sent with it is logged and not stored."""
+    label = TRIAGE_LABELS[level]
+    if sent.strip().lower() != label:
+        logger.warning("triage label does not match its level; the level's label is stored",
+                       extra={"case_id": case_id, "level": level, "label_sent": sent[:40]})
+    return label
+
+
 def lock_case(session: Session, case_id: str) -> Case | None:
     """Load a case with its row locked (PostgreSQL; SQLite locks the database)."""
     return session.exec(select(Case).where(Case.id == case_id).with_for_update()).first()
@@ -85,7 +98,8 @@ class CaseService:
         self._engine = engine
         self._settings = settings
         self._sender = settings.hub_id
-        self._router = router or make_router(settings.routing_url, settings.routing_timeout_s)
+        self.router: Router = router or make_router(settings.routing_url, settings.routing_timeout_s)
+        """Travel times to ERs (also the live ETA of an accepted case)."""
         self._policy = policy or Policy(stale_after_s=settings.capacity_stale_s)
 
     # -- helpers ----------------------------------------------------------------------
@@ -137,7 +151,7 @@ class CaseService:
                 case = Case(id=case_id, ambulance_id=diagnosis.ambulance_id,
                             lat=diagnosis.position.lat, lon=diagnosis.position.lon,
                             captured_at=diagnosis.captured_at, triage_level=diagnosis.triage.level,
-                            triage_label=diagnosis.triage.label, model_name="")
+                            triage_label=TRIAGE_LABELS[diagnosis.triage.level], model_name="")
             elif case.ambulance_id != diagnosis.ambulance_id:
                 raise CaseError(f"case {case_id} belongs to ambulance {case.ambulance_id}")
             self._record_diagnosis(session, case, envelope)
@@ -156,7 +170,8 @@ class CaseService:
     def _record_diagnosis(self, session: Session, case: Case,
                           envelope: Envelope[DiagnosisV1]) -> None:
         diagnosis = envelope.payload
-        case.triage_level, case.triage_label = diagnosis.triage.level, diagnosis.triage.label
+        label = triage_label(diagnosis.triage.level, diagnosis.triage.label, case.id)
+        case.triage_level, case.triage_label = diagnosis.triage.level, label
         case.top3 = [str(f) for f in diagnosis.top3]
         case.positive_findings = [str(s.finding) for s in diagnosis.findings if s.positive]
         case.model_name = f"{diagnosis.model.name} {diagnosis.model.version}"
@@ -174,7 +189,7 @@ class CaseService:
         if diagnosis.vitals:
             self._add_vitals(session, case, diagnosis.vitals)
         self._event(session, case, "triage", diagnosis.ambulance_id,
-                    level=diagnosis.triage.level, label=diagnosis.triage.label,
+                    level=diagnosis.triage.level, label=label,
                     reasons=diagnosis.triage.reasons, model=case.model_name,
                     placeholder=diagnosis.model.placeholder)
 
@@ -217,27 +232,36 @@ class CaseService:
         ) for h in hospitals]
         return sites, hospitals
 
-    def _top_up(self, session: Session, case: Case, actor: str) -> list[str]:
+    def _top_up(self, session: Session, case: Case, actor: str, reopen: bool = False) -> list[str]:
         """Bring the case's open offers up to ``offer_count`` with the next best
-        ERs not yet asked; with none open and none left, give up to dispatch."""
+        ERs not yet asked (``reopen``: also those whose offer expired); with
+        none open and none left, give up to dispatch."""
         open_offers = self._open_offers(session, case.id)
         wanted = self._settings.offer_count - len(open_offers)
-        asked = set(session.exec(select(Offer.hospital_id).where(Offer.case_id == case.id)).all())
+        earlier = {o.hospital_id: o for o in session.exec(
+            select(Offer).where(Offer.case_id == case.id)).all()}
+        asked = {h for h, o in earlier.items() if not (reopen and o.state == OfferState.EXPIRED)}
         chosen = []
         if wanted > 0:
             sites, hospitals = self._sites(session, exclude=asked)
             origin = self._origin(session, case)
-            travel = dict(zip((s.id for s in sites), self._router.travel(
+            travel = dict(zip((s.id for s in sites), self.router.travel(
                 origin, [Point(h.lat, h.lon) for h in hospitals], case.triage_level),
                 strict=True))
             needs = needs_for(case.triage_level, case.positive_findings, case.patient_age)
             chosen = rank_sites(sites, travel, needs, self._policy, exclude=asked)[:wanted]
         now = utcnow()
         expires = now + timedelta(seconds=self._settings.offer_ttl_s)
-        for number, candidate in enumerate(chosen, start=len(asked) + 1):
-            offer = Offer(case_id=case.id, hospital_id=candidate.site.id, rank=number,
-                          distance_km=candidate.travel.distance_km,
-                          eta_min=candidate.travel.eta_min, created_at=now, expires_at=expires)
+        for number, candidate in enumerate(chosen, start=len(earlier) + 1):
+            # An offer is one row per (case, hospital): a re-offer reopens the expired one.
+            offer = earlier.get(candidate.site.id) or Offer(
+                case_id=case.id, hospital_id=candidate.site.id, rank=number, distance_km=0,
+                eta_min=0, expires_at=expires)
+            offer.rank, offer.state, offer.created_at, offer.expires_at = (
+                number, OfferState.OPEN, now, expires)
+            offer.distance_km, offer.eta_min = (candidate.travel.distance_km,
+                                                candidate.travel.eta_min)
+            offer.decided_at = offer.decided_by = offer.reason = None
             session.add(offer)
             messages.offer_open(session, self._sender, case, offer, candidate.explanation)
             self._event(session, case, "offered", actor, hospital_id=candidate.site.id,
@@ -250,6 +274,31 @@ class CaseService:
             logger.warning("no ER available; dispatch alerted",
                            extra={"case_id": case.id, "asked": len(asked)})
         return [c.site.id for c in chosen]
+
+    def reoffer(self, case_id: str, actor: str) -> list[str]:
+        """Dispatch's "re-offer now" for a case no ER took: rank the ERs afresh
+        (those that declined it stay out; those whose offer expired are asked
+        again) and offer it. Returns the ERs offered; none leaves the case as it was.
+
+        Raises:
+            NotFound: unknown case.
+            CaseError: the case is not waiting for an ER (``no_er_available``).
+        """
+        with session_scope(self._engine) as session:
+            case = self._lock_case(session, case_id)
+            if case is None:
+                raise NotFound(f"no case {case_id}")
+            if case.status != CaseStatus.NO_ER_AVAILABLE:
+                raise CaseError(f"case {case_id} is {case.status.value}, not waiting for an ER")
+            added = self._top_up(session, case, actor=actor, reopen=True)
+            self._event(session, case, "reoffered", actor, offered_to=added)
+            if added:
+                case.status, case.decided_at = CaseStatus.OFFERED, None
+                self._status(session, case, f"Dispatch re-offered the case to {', '.join(added)}.")
+            session.add(case)
+        logger.info("case re-offered by dispatch" if added else "re-offer found no ER",
+                    extra={"case_id": case_id, "actor": actor, "offered_to": added})
+        return added
 
     def _withdraw_open(self, session: Session, case: Case, why: str,
                        keep: int | None = None) -> None:
@@ -332,8 +381,7 @@ class CaseService:
             messages.decision_accepted(session, self._sender, case, offer, hospital)
             self._event(session, case, "accepted", decided_by, hospital_id=hospital_id)
             pacs.queue_push(session, case, hospital, actor=self._sender)  # sent by PacsPusher
-            self._status(session, case, f"{hospital.name} accepts; about "
-                                        f"{offer.eta_min:.0f} min.")
+            self._status(session, case, f"{hospital.name} accepts; {messages.minutes_text(offer.eta_min)}.")
         logger.info("offer accepted; decision queued for the ambulance",
                     extra={"case_id": case_id, "hospital_id": hospital_id,
                            "ambulance_id": case.ambulance_id, "decided_by": decided_by})
@@ -399,9 +447,10 @@ class CaseService:
                 self._event(session, case, "vitals", actor,
                             **update_.vitals.model_dump(mode="json", exclude_none=True))
                 if update_.triage:
-                    case.triage_level, case.triage_label = update_.triage.level, update_.triage.label
+                    label = triage_label(update_.triage.level, update_.triage.label, case.id)
+                    case.triage_level, case.triage_label = update_.triage.level, label
                     self._event(session, case, "triage", actor, level=update_.triage.level,
-                                label=update_.triage.label, reasons=update_.triage.reasons,
+                                label=label, reasons=update_.triage.reasons,
                                 model=case.model_name)
             elif update_.action == "handover" and update_.handover:
                 case.handover = dict(update_.handover)

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from hospital_hub.cases import CaseService
 from hospital_hub.images import ImageStore
-from hospital_hub.live import LiveState
+from hospital_hub.live import CapacityError, LiveState
 from shared import topics
 from shared.errors import GoldenhourError, NotFound
 from shared.messages import Envelope
@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[Envelope[Any], dict[str, str]], None]
 DeadLetter = Callable[[str, Envelope[Any], str], None]
 """Keeps a message that could not be applied: (topic key, envelope, error)."""
+Refused = Callable[[str, str], None]
+"""Counts a message refused on purpose, not a fault: (topic key, reason)."""
 
 RETRY_DELAYS_S = (0.1, 0.5, 2.0, 5.0)
 """Waits between attempts when the database fails transiently (about 8 s in all)."""
@@ -38,9 +40,12 @@ def subscribe_handlers(
     after_change: Callable[[], None],
     dead_letter: DeadLetter,
     share_group: str | None = None,
+    refused: Refused | None = None,
 ) -> None:
     """Subscribe the hub's handlers; ``after_change`` runs after each applied
-    case message (the runtime flushes the outbox there).
+    case message (the runtime flushes the outbox there); ``refused`` counts
+    messages refused on purpose (a decision on a case never offered to that
+    ER, more free beds than the registry has): a warning, never a dead letter.
 
     Events go through the shared subscription (one worker handles each);
     retained state (statuses, capacity) goes to every worker, because a
@@ -51,10 +56,19 @@ def subscribe_handlers(
         if cases.receive_diagnosis(envelope):
             after_change()
 
+    count = refused or (lambda kind, reason: None)
+
     def er_decision(envelope: Envelope[Any], ids: dict[str, str]) -> None:
         payload = envelope.payload
-        cases.decide(ids["case_id"], ids["hospital_id"], payload.decision,
-                     decided_by=payload.decided_by, reason=payload.reason, envelope=envelope)
+        try:
+            cases.decide(ids["case_id"], ids["hospital_id"], payload.decision,
+                         decided_by=payload.decided_by, reason=payload.reason, envelope=envelope)
+        except NotFound:
+            # Any ER account can publish on its own decision topic: not an alarm.
+            logger.warning("decision refused: case not offered to this ER",
+                           extra={"kind": topics.ER_DECISION.key, **ids})
+            count(topics.ER_DECISION.key, "not_offered")
+            return
         after_change()
 
     def case_update(envelope: Envelope[Any], ids: dict[str, str]) -> None:
@@ -68,9 +82,13 @@ def subscribe_handlers(
 
     def capacity(envelope: Envelope[Any], ids: dict[str, str]) -> None:
         payload = envelope.payload
-        live.set_capacity(ids["hospital_id"], er_beds_free=payload.er_beds_free,
-                          icu_beds_free=payload.icu_beds_free, accepting=payload.accepting,
-                          at=envelope.sent_at, source="mqtt")
+        try:
+            live.set_capacity(ids["hospital_id"], er_beds_free=payload.er_beds_free,
+                              icu_beds_free=payload.icu_beds_free, accepting=payload.accepting,
+                              at=envelope.sent_at, source="mqtt")
+        except CapacityError as exc:
+            logger.warning("capacity refused", extra={"error": str(exc), **ids})
+            count(topics.ER_CAPACITY.key, "exceeds_registry")
 
     def ambulance_status(envelope: Envelope[Any], ids: dict[str, str]) -> None:
         live.ambulance_status(ids["ambulance_id"], envelope.payload.state == "online",

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from hospital_hub.db import session_scope
 from hospital_hub.models import Ambulance, Hospital, utcnow
-from shared.errors import NotFound
+from shared.errors import GoldenhourError, NotFound
 from shared.messages import Position
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,10 @@ def _not_future(at: datetime | None) -> datetime:
     a wrong clock must not make every later report look stale."""
     now = utcnow()
     return now if at is None or at > now else at
+
+
+class CapacityError(GoldenhourError):
+    """A capacity report the registry contradicts (more free beds than the ER has)."""
 
 
 class LiveState:
@@ -42,12 +46,19 @@ class LiveState:
 
         Raises:
             NotFound: the hospital is not in the registry.
+            CapacityError: more free beds than the registry gives the ER (nothing is stored).
         """
         at = _not_future(at)
         with session_scope(self._engine) as session:
             hospital = session.get(Hospital, hospital_id)
             if hospital is None:
                 raise NotFound(f"no hospital {hospital_id} in the registry")
+            for what, free, beds in (("er_beds_free", er_beds_free, hospital.er_beds),
+                                     ("icu_beds_free", icu_beds_free, hospital.icu_beds)):
+                if free > beds:
+                    raise CapacityError(f"{what} {free} is more than the {beds} "
+                                        f"{what.split('_')[0].upper()} beds of {hospital_id} "
+                                        "in the registry")
             if hospital.capacity_at and hospital.capacity_at > at:
                 return False
             hospital.er_beds_free, hospital.icu_beds_free = er_beds_free, icu_beds_free

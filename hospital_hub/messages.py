@@ -22,6 +22,11 @@ from shared.messages import (
 AI_NOTICE = "AI result, not for clinical use"
 
 
+def minutes_text(eta_min: float) -> str:
+    """"about 6 min", or "under 1 min" (never "about 0 min")."""
+    return "under 1 min" if eta_min < 1 else f"about {eta_min:.0f} min"
+
+
 def offer_open(session: Session, sender: str, case: Case, offer: Offer, explanation: str) -> None:
     """Offer ``case`` to ``offer.hospital_id``."""
     enqueue(
@@ -58,7 +63,7 @@ def decision_accepted(session: Session, sender: str, case: Case, offer: Offer,
                        destination=Position(lat=hospital.lat, lon=hospital.lon),
                        distance_km=offer.distance_km, eta_min=offer.eta_min,
                        message=f"{hospital.name} accepts the patient; "
-                               f"about {offer.eta_min:.0f} min."[:500]),
+                               f"{minutes_text(offer.eta_min)}."[:500]),
         sender=sender, case_id=case.id, ambulance_id=case.ambulance_id,
     )
 

@@ -73,6 +73,17 @@ class HubMetrics:
             "goldenhour_hub_dead_letters",
             "Messages this worker could not apply and kept in the deadletter table, by topic key.",
             ["kind"], registry=self.registry)
+        self.decisions_refused = Counter(
+            "goldenhour_hub_decisions_refused",
+            "ER decisions refused on purpose, by reason: 'not_offered' (the case was never "
+            "offered to that ER). Not dead letters: any ER account can send them.",
+            ["reason"], registry=self.registry)
+        self.capacity_refused = Counter(
+            "goldenhour_hub_capacity_refused",
+            "ER capacity reports refused and not stored, by reason: 'exceeds_registry' "
+            "(more free beds than the registry gives the ER).", ["reason"], registry=self.registry)
+        self.decisions_refused.labels(reason="not_offered")
+        self.capacity_refused.labels(reason="exceeds_registry")
         for result in ("stored", "duplicate"):
             self.diagnoses.labels(result=result)
         for outcome in OFFER_OUTCOMES:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import field_validator, model_validator
+from pydantic import StrictBool, StrictInt, field_validator, model_validator
 from sqlalchemy import JSON, Column, DateTime, Dialect, LargeBinary, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -135,11 +135,12 @@ class HospitalPublic(HospitalBase, HospitalLive):
 
 
 class CapacityUpdate(SQLModel):
-    """An ER sets its capacity from its console."""
+    """An ER sets its capacity from its console (strict: ``{"accepting": 0}``
+    is not a boolean; the registry's bed counts bound the free beds)."""
 
-    er_beds_free: int = Field(ge=0, le=1000)
-    icu_beds_free: int = Field(ge=0, le=1000)
-    accepting: bool = True
+    er_beds_free: StrictInt = Field(ge=0, le=1000)
+    icu_beds_free: StrictInt = Field(ge=0, le=1000)
+    accepting: StrictBool = True
 
 
 # -- cases ------------------------------------------------------------------------
@@ -428,11 +429,11 @@ class UserCreate(UserBase):
         if self.role == Role.SERVICE and bool(self.hospital_id) == bool(self.ambulance_id):
             raise ValueError("a service client needs either a hospital id or an ambulance id")
         if self.role in (Role.ADMIN, Role.DISPATCHER) and (self.hospital_id or self.ambulance_id):
-            raise ValueError(f"a {self.role.value} is bound to no hospital or ambulance")
+            raise ValueError(f"the role {self.role.value} is bound to no hospital or ambulance")
         if self.role == Role.SERVICE and self.password:
             raise ValueError("service clients sign in with a token, not a password")
         if self.role != Role.SERVICE and not self.password:
-            raise ValueError(f"a {self.role.value} needs a password")
+            raise ValueError(f"the role {self.role.value} needs a password")
         return self
 
 

@@ -74,7 +74,7 @@ class HubRuntime:
         import_registry(self.engine, self.settings.registry_csv)
         subscribe_handlers(self.messenger, self.cases, self.live, self.images,
                            self.outbox.flush, self._dead_letter,
-                           share_group=self.settings.share_group)
+                           share_group=self.settings.share_group, refused=self._refused)
         self.communicator.start(wait=wait)
         self._stop.clear()
         self._thread = threading.Thread(target=self._housekeeping, name="hub-housekeeping",
@@ -99,6 +99,11 @@ class HubRuntime:
 
             purge_expired(self.engine, self.settings.retention_days)
             check_drift(self.engine, self.settings.hub_id)  # one dispatch alert per device window
+
+    def _refused(self, kind: str, reason: str) -> None:
+        counter = (self.metrics.decisions_refused if kind == topics.ER_DECISION.key
+                   else self.metrics.capacity_refused)
+        counter.labels(reason=reason).inc()
 
     def _dead_letter(self, kind: str, envelope: Envelope[Any], error: str) -> None:
         self.metrics.dead_letters.labels(kind=kind).inc()

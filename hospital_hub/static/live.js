@@ -61,6 +61,21 @@
     document.querySelectorAll("[data-since]").forEach(function (el) {
       el.textContent = fmt((now - Date.parse(el.dataset.since)) / 1000);
     });
+    // A live ETA: the arrival as a local clock time, and the minutes left.
+    document.querySelectorAll("[data-arrives]").forEach(function (el) {
+      const at = Date.parse(el.dataset.arrives);
+      const left = (at - now) / 60000;
+      const clock = el.querySelector(".arrival-clock");
+      if (clock) {
+        clock.textContent = new Date(at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
+      }
+      const minutes = el.querySelector(".arrival-minutes");
+      if (minutes) {
+        minutes.textContent = left <= 0 ? el.dataset.arrivingText
+          : left < 1 ? el.dataset.underText
+          : el.dataset.minutesText.replace("{n}", String(Math.round(left)));
+      }
+    });
   }
 
   document.addEventListener("click", function (e) {

@@ -36,6 +36,28 @@
     return { s: s, tx: (canvas.width - width * s) / 2 + state.panX, ty: (canvas.height - height * s) / 2 + state.panY };
   }
 
+  let labels = [];  // where the box labels were drawn, in image pixels
+
+  function overlaps(a, b) {
+    return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+  }
+
+  // The box labels on the thumbnail figure (HTML): move each down while it covers an earlier one.
+  function separateFigureLabels() {
+    const placed = [];
+    document.querySelectorAll("#regions-figure .region-label").forEach(function (el) {
+      el.style.transform = "";
+      let shift = 0;
+      for (let n = 0; n < 20; n++) {
+        const r = el.getBoundingClientRect();
+        const box = { x: r.left, y: r.top + shift, w: r.width, h: r.height };
+        if (!placed.some(function (o) { return overlaps(o, box); })) { placed.push(box); break; }
+        shift += r.height;
+      }
+      if (shift) el.style.transform = "translateY(" + shift + "px)";
+    });
+  }
+
   function draw() {
     const ratio = window.devicePixelRatio || 1;
     const w = Math.round(canvas.clientWidth * ratio), h = Math.round(canvas.clientHeight * ratio);
@@ -50,17 +72,26 @@
     ctx.drawImage(shown, 0, 0);
     const heat = state.heatmap ? heatImages[state.heatmapIndex] : null;
     if (heat && heat.complete && heat.naturalWidth) ctx.drawImage(heat, 0, 0, width, height);
+    labels = [];
     if (state.boxes) {
       ctx.lineWidth = 2 / t.s;
       ctx.font = (12 / t.s) + "px sans-serif";
+      const lineH = 15 / t.s;
       data.regions.forEach(function (r) {
         const colour = r.source === "detector" ? "#00e5ff" : "#ffcc00";
         ctx.strokeStyle = colour;
-        ctx.fillStyle = colour;
         ctx.setLineDash(r.source ? [] : [6 / t.s, 4 / t.s]);
         ctx.strokeRect(r.x1 * width, r.y1 * height, (r.x2 - r.x1) * width, (r.y2 - r.y1) * height);
-        const label = r.finding + " " + Math.round(r.score * 100) + "% · " + (sources[r.source || ""] || "");
-        ctx.fillText(label, r.x1 * width + 2 / t.s, r.y1 * height - 3 / t.s);
+        const text = r.finding + " " + Math.round(r.score * 100) + "% · " + (sources[r.source || ""] || "");
+        // Above the box, or inside it at the top edge; moved down a line while it would cover another label.
+        const box = { x: r.x1 * width, y: r.y1 * height - lineH, w: ctx.measureText(text).width + 6 / t.s, h: lineH };
+        if (box.y < 0) box.y = r.y1 * height;
+        for (let n = 0; n < 20 && labels.some(function (o) { return overlaps(o, box); }); n++) box.y += lineH;
+        labels.push(box);
+        ctx.fillStyle = "rgba(0, 0, 0, .75)";
+        ctx.fillRect(box.x, box.y, box.w, box.h);
+        ctx.fillStyle = colour;
+        ctx.fillText(text, box.x + 3 / t.s, box.y + box.h - 3 / t.s);
       });
       ctx.setLineDash([]);
     }
@@ -175,11 +206,14 @@
     });
   }
   document.addEventListener("gh:refreshed", function () { if (state.source !== "full") loadBest(); });
-  window.addEventListener("resize", draw);
+  window.addEventListener("resize", function () { draw(); separateFigureLabels(); });
+  window.addEventListener("load", separateFigureLabels);
+  document.addEventListener("gh:refreshed", separateFigureLabels);
 
   // A probe for tests and for support: the view's state and a checksum of the pixels shown.
   window.ghViewer = {
     state: function () { return Object.assign({ transform: canvas.dataset.transform || "" }, state); },
+    labels: function () { return labels.map(function (b) { return Object.assign({}, b); }); },
     checksum: function () {
       const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
       let sum = 0;

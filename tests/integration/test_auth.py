@@ -102,6 +102,10 @@ RULES: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/cases"): _rule(303, 200, **SERVICES_403),
     ("GET", "/er/{hospital_id}/cases/{case_id}"): _rule(303, 200, doc_b=404, **SERVICES_403),
     ("GET", "/static/{path}"): _everyone(200),
+    ("GET", "/static/swagger/{path}"): _everyone(200),  # Swagger UI's assets for /docs
+    # dispatch's re-offer (hospital_hub/dispatch_routes.py): 409/redirect as the case is offered
+    ("POST", "/api/cases/{case_id}/reoffer"): _rule(401, 403, admin=409, dispatcher=409),
+    ("POST", "/cases/{case_id}/reoffer"): _rule(303, 403, admin=303, dispatcher=303),
     ("GET", "/api/cases/{case_id}/audit"): _rule(401, 403, admin=200, dispatcher=200),
     ("POST", "/api/cases/{case_id}/offers/{hospital_id}/decision"):
         _rule(401, 422, dispatcher=403, doc_b=404, **AMBULANCES_403),
@@ -219,8 +223,8 @@ def _flatten(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, s
         if included is not None:
             yield from _flatten(included.routes, prefix + route.include_context.prefix)  # type: ignore[attr-defined]
             continue
-        if isinstance(route, Mount) and route.path == "/static":  # public assets, no data
-            yield "GET", "/static/{path}"
+        if isinstance(route, Mount) and route.path in ("/static", "/static/swagger"):
+            yield "GET", route.path + "/{path}"  # public assets, no data
             continue
         assert isinstance(route, APIRoute | Route), f"no rule for {route!r} (a mount?)"
         for method in sorted((route.methods or set()) - {"HEAD"}):
@@ -241,7 +245,7 @@ def test_every_route_has_a_rule_and_every_user_gets_what_the_rule_says(hub: Hub)
     wrong = []
     for method, path in routes:
         url = (path.replace("{case_id}", hub.case_id).replace("{hospital_id}", hub.a)
-               .replace("{path}", "console.css"))
+               .replace("/swagger/{path}", "/swagger/swagger-ui.css").replace("{path}", "console.css"))
         if path == "/api/events":
             url += "?max_s=0"  # the stream ends at once (a test client waits for the end)
         for who, expected in RULES[(method, path)].items():
@@ -387,11 +391,11 @@ def test_the_limiter_window_slides() -> None:
     limiter = LoginLimiter(max_failures=2, window_s=300, clock=lambda: now[0])
     limiter.failed("doc", "10.0.0.1")
     now[0] += 100
-    limiter.failed("DOC", "10.0.0.2")
-    assert limiter.retry_after("doc", "10.0.0.3") == 200
-    assert limiter.retry_after("someone", "10.0.0.3") is None
+    limiter.failed("DOC", "10.0.0.1")
+    assert limiter.retry_after("doc", "10.0.0.1") == 200
+    assert limiter.retry_after("doc", "10.0.0.3") is None  # a name is not locked for everyone
     now[0] += 200
-    assert limiter.retry_after("doc", "10.0.0.3") is None
+    assert limiter.retry_after("doc", "10.0.0.1") is None
 
 
 def test_sessions_end_on_expiry_and_password_change(hub: Hub) -> None:

@@ -1,0 +1,82 @@
+"""Dispatch's "re-offer now": a case that no ER took is ranked afresh and
+offered once ERs have reopened (the API for integrations, a form for the
+board). Admins and dispatchers only; every attempt is in the access log and
+the case's audit trail."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel
+
+from hospital_hub.api import (
+    Overseer,
+    PageViewer,
+    RuntimeDep,
+    SecurityDep,
+    _client,
+)
+from hospital_hub.api_contract import ERRORS
+from hospital_hub.auth import HubSecurity, Principal
+from hospital_hub.models import CaseStatus
+from hospital_hub.runtime import HubRuntime
+from shared.errors import CaseError, NotFound
+
+logger = logging.getLogger(__name__)
+
+
+class ReofferResult(BaseModel):
+    """The ERs the case is now offered to, and its status."""
+
+    offered_to: list[str]
+    case_status: CaseStatus
+
+
+def _reoffer(runtime: HubRuntime, security: HubSecurity, user: Principal, case_id: str,
+             client: str | None) -> list[str]:
+    try:
+        added = runtime.cases.reoffer(case_id, actor=user.username)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except CaseError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    security.access.changed(user, "reoffer", case_id=case_id, client=client, offered_to=added)
+    runtime.outbox.flush()
+    return added
+
+
+router = APIRouter()
+
+
+@router.post("/api/cases/{case_id}/reoffer", response_model=ReofferResult, tags=["api"],
+             responses={k: ERRORS[k] for k in (401, 403, 404, 409)})
+def reoffer_case(case_id: str, user: Overseer, request: Request, runtime: RuntimeDep,
+                 security: SecurityDep) -> ReofferResult:
+    """Offer a ``no_er_available`` case again, ranked afresh (ERs that declined
+    it stay out; those whose offer expired are asked again); 409 when the case
+    is not waiting for an ER or no ER can take it now."""
+    added = _reoffer(runtime, security, user, case_id, _client(request))
+    if not added:
+        raise HTTPException(409, "no ER can take the case now (closed, full or declined)")
+    return ReofferResult(offered_to=added, case_status=CaseStatus.OFFERED)
+
+
+@router.post("/cases/{case_id}/reoffer", include_in_schema=False)
+def reoffer_form(case_id: str, user: PageViewer, request: Request, runtime: RuntimeDep,
+                 security: SecurityDep) -> RedirectResponse:
+    """The board's "re-offer now" button; back to the board with the outcome
+    (a cross-site post is refused by the sign-in check)."""
+    if user.kind not in ("admin", "dispatcher"):
+        raise HTTPException(403, f"not allowed for the role {user.kind}")
+    try:
+        added = _reoffer(runtime, security, user, case_id, _client(request))
+        outcome = "offered" if added else "none"
+    except HTTPException as exc:
+        if exc.status_code == 404:
+            raise
+        outcome = "not_waiting"
+    return RedirectResponse(f"/?reoffer={outcome}&case={quote(case_id, safe='')}",
+                            status_code=303)
