@@ -76,7 +76,10 @@ def classify(
     images: Annotated[Path | None, typer.Option(help="Image folder for --labels.")] = None,
     folds: Annotated[int, typer.Option(min=2, help="Patient-wise stratified folds.")] = 5,
     size: Annotated[int, typer.Option(help="Input side in pixels (multiple of 32).")] = 384,
-    cut: Annotated[int, typer.Option(help="Blocks kept frozen (lite0: 0..15).")] = 11,
+    cut: Annotated[int, typer.Option(help="Blocks kept frozen (lite0: 0..15; -1: the backbone's "
+                                     "stride-32 stages train, 11 for lite0).")] = 11,
+    backbone: Annotated[str, typer.Option(help="efficientnet-lite0/1/2 (offline ImageNet weights) or a "
+                                          "timm name (from scratch).")] = "efficientnet-lite0",
     views: Annotated[int, typer.Option(min=1, help="Cached views per image (1 plain + augmented).")] = 6,
     epochs: Annotated[int, typer.Option(min=1)] = 12,
     lr: float = 1e-3,
@@ -112,7 +115,8 @@ def classify(
                               distill=distill, teacher=teacher, limit=limit, final=final, seed=seed,
                               command=invocation(), cache_file=cache_file,
                               max_folds=max_folds, final_only=final_only,
-                              synthetic_ratio=synthetic_ratio, gan_dir=gan_dir, box_loss=box_loss)
+                              synthetic_ratio=synthetic_ratio, gan_dir=gan_dir, box_loss=box_loss,
+                              backbone=backbone)
     request.extra_labelled = tuple(extra_labelled or ())
     run_classify(request, console)
 

@@ -1,7 +1,8 @@
 """``train compare``: several backbones on identical folds, one table.
 
-EfficientNet-Lite0 starts from the offline ImageNet weights and fine-tunes its
-top (``cut`` 11); every other backbone has no offline weights here, so it
+EfficientNet-Lite0, -Lite1 and -Lite2 start from the offline ImageNet weights
+and fine-tune their stride-32 stages (lite0: ``cut`` 11; the same stages in
+the others); every other backbone has no offline weights here, so it
 trains end to end from scratch (``cut`` 0) on the same cached views. Backbone
 names are timm's: the research's six are ``efficientnet_b0``,
 ``mobilenetv2_100``, ``nasnetalarge``, ``densenet201``,
@@ -17,7 +18,7 @@ from rich.console import Console
 
 from training.classify import JRZECH, read_oof
 from training.metrics import auc_table
-from training.models import LITE0
+from training.models import LITE_WEIGHTS
 from training.run_classify import ClassifyRequest, run_classify
 
 
@@ -31,7 +32,8 @@ def run_compare(backbones: list[str], out: Path, data_root: Path, *, folds: int,
         console.rule(name)
         summary = run_classify(ClassifyRequest(
             out=run, data_root=data_root, labels_csv=None, images=None, folds=folds, size=size,
-            cut=11 if name == LITE0 else 0, views=views, epochs=epochs, lr=1e-3 if name == LITE0 else 2e-3,
+            cut=-1 if name in LITE_WEIGHTS else 0, views=views, epochs=epochs,
+            lr=1e-3 if name in LITE_WEIGHTS else 2e-3,
             distill=0.0, teacher=False, limit=limit, final=False, seed=seed, command=command,
             backbone=name), console)
         oof = read_oof(run / "oof.csv")

