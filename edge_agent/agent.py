@@ -271,6 +271,14 @@ class EdgeAgent:
                 return
             self._seen_decisions.add(envelope.message_id)
             record = self.cases.get(case_id)
+        ignored = self._ignore_decision(case_id, decision, record)
+        if ignored is not None:
+            reason, detail = ignored
+            self.metrics.decisions_ignored.labels(reason=reason).inc()
+            logger.warning("decision ignored: %s", detail, extra={
+                "case_id": case_id, "status": decision.status, "hospital_id": decision.hospital_id,
+                "reason": reason})
+            return
         self.metrics.decisions.labels(status=decision.status).inc()
         self.outbox.mark_case(case_id, decision=decision.status)
         self.outbox.save_case_doc(case_id, "decision", decision.model_dump_json())
@@ -287,6 +295,28 @@ class EdgeAgent:
                    "latency_ms": round(latency * 1000, 1) if latency is not None else None,
                    "note": decision.message},
         )
+
+    def _ignore_decision(self, case_id: str, decision: CaseDecisionV1,
+                         record: CaseRecord | None) -> tuple[str, str] | None:
+        """(reason, detail) when a decision contradicts what the hub told us before, else None.
+
+        An acceptance must name an ER the case was offered to, when the case's
+        offers are known (from its last ``case_status``); a ``no_er_available``
+        must not undo an acceptance.
+        """
+        docs = self.outbox.case_docs(case_id)
+        status = record.status if record is not None and record.status is not None else (
+            CaseStatusV1.model_validate_json(docs["status"]) if docs.get("status") else None)
+        previous = record.decision if record is not None and record.decision is not None else (
+            CaseDecisionV1.model_validate_json(docs["decision"]) if docs.get("decision") else None)
+        if decision.status == "accepted" and status is not None and status.offers:
+            offered = {offer.hospital_id for offer in status.offers}
+            if decision.hospital_id not in offered:
+                return ("not_offered", f"{decision.hospital_id} was never offered this case "
+                                       f"(offered: {', '.join(sorted(offered))})")
+        if decision.status == "no_er_available" and previous is not None and previous.status == "accepted":
+            return "after_acceptance", f"no ER available arrived after {previous.hospital_id} accepted"
+        return None
 
     def _on_status(self, envelope: Envelope[Any], ids: dict[str, str]) -> None:
         status: CaseStatusV1 = envelope.payload

@@ -74,10 +74,12 @@ def run(
     receivers = _start_receivers(agent, settings, dicom_port, watch)
     images = _images(folder) if folder else []
     random.Random(seed).shuffle(images)
-    if not images:
+    if folder and not images:
+        logger.warning("no X-ray files (PNG, JPEG, DICOM) in %s", folder)
+    elif not folder and not receivers and crew is None:
         logger.warning(
-            "no X-ray folder; send one with: goldenhour edge send PATH --ambulance-id %s",
-            settings.ambulance_id)
+            "no X-ray source (--folder, --dicom-port, --watch or --http-port); send one with: "
+            "goldenhour edge send PATH --ambulance-id %s", settings.ambulance_id)
     try:
         index = 0
         while not stop.wait(interval if index else min(interval, 2.0)):
@@ -126,7 +128,9 @@ def _start_receivers(agent: EdgeAgent, settings: EdgeSettings, dicom_port: int |
     port = dicom_port or settings.dicom_port
     if port:
         scp = DicomStorageSCP(settings.state_dir / "dicom-inbox", on_image, ae_title=settings.dicom_ae_title,
-                              port=port, host=settings.dicom_host)
+                              port=port, host=settings.dicom_host,
+                              retention_s=settings.dicom_inbox_retention_h * 3600,
+                              max_bytes=int(settings.dicom_inbox_max_mb * 1024 * 1024))
         scp.start()
         receivers.append(scp)
         console.print(f"DICOM C-STORE receiver: AE title {settings.dicom_ae_title} on port {scp.port}")
@@ -175,6 +179,7 @@ def send(
     except GoldenhourError as exc:
         console.print(f"[red]cannot reach the broker:[/] {exc}")
         agent.outbox.close()
+        _discard_outbox(outbox)
         raise typer.Exit(2) from exc
     round_trips: list[float] = []
     submits: list[float] = []
@@ -226,8 +231,18 @@ def _drain_and_stop(agent: EdgeAgent, timeout: float) -> None:
     agent.stop()
     if left:
         console.print(f"[red]{left} message(s) not delivered; they stay in {agent.outbox.path}[/]")
-    else:
-        agent.outbox.path.unlink(missing_ok=True)
+        return
+    _discard_outbox(agent.outbox.path)
+
+
+def _discard_outbox(path: Path) -> None:
+    """Delete a one-shot outbox and its temporary folder: nothing of it stays behind."""
+    for leftover in path.parent.glob(path.name + "*"):
+        leftover.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError as exc:  # something else was put there: leave it
+        logger.debug("temporary folder kept", extra={"folder": str(path.parent), "error": str(exc)})
 
 
 def _now() -> float:
@@ -239,6 +254,45 @@ def _stats(values: list[float]) -> dict[str, float]:
         return {"min": 0.0, "median": 0.0, "p95": 0.0, "max": 0.0}
     return {"min": min(values), "median": statistics.median(values),
             "p95": percentile(values, 0.95), "max": max(values)}
+
+
+@app.command("guard-report")
+def guard_report(
+    data: Annotated[Path | None, typer.Option(help="Data folder (default: GOLDENHOUR_DATA_DIR).")] = None,
+    fit: Annotated[bool, typer.Option(help="Refit the orientation check on the fitting half first.")]
+    = False,
+    write: Annotated[bool, typer.Option(help="With --fit: write the parameters into "
+                                        "edge_agent/orientation.py.")] = False,
+) -> None:
+    """Measure the image guard on turned and mirrored NIH films and on other
+    pictures: fitted on one half of the patients, measured on the other
+    (docs/image-guard.md)."""
+    from rich.table import Table
+
+    from edge_agent import guard_report as report
+    from shared.datapaths import ENV_VAR, data_dir
+
+    folder = data or data_dir()
+    if folder is None or not (folder / "nih-cxr14-sample").is_dir():
+        console.print(f"[red]no data folder: set {ENV_VAR} or pass --data[/red]")
+        raise typer.Exit(2)
+    fitting, held_out = report.nih_halves(folder)
+    parameters = None
+    if fit:
+        from edge_agent.orientation import fit as fit_orientation
+
+        parameters = fit_orientation(fitting)
+        if write:
+            report.write_parameters(parameters)
+            console.print("parameters written into edge_agent/orientation.py")
+    table = Table(title=f"Image guard: orientation, fitted on {len(fitting)} films, "
+                        f"measured on {len(held_out)} others (other patients)")
+    for column in ("images", "count", "refused by the orientation check", "refused by the whole guard"):
+        table.add_column(column)
+    for row in report.measure(held_out, parameters):
+        table.add_row(*row.cells())
+    console.print(table)
+    console.print(f"orientation check: median {report.timing(held_out, parameters):.2f} ms per film")
 
 
 @app.command()

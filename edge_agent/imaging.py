@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from edge_agent.input_checks import check_body_part_and_modality, check_jpeg_complete, scrub
 from shared.errors import (
     BlankImageError,
     CorruptImageError,
@@ -270,7 +271,10 @@ def _raster_pixels(data: bytes, path: Path) -> tuple[_Decoded, Literal["png", "j
         raise ImageTooLargeError(f"{path.name}: image is too large for a chest X-ray ({exc})") from exc
     except Exception as exc:  # Pillow raises many types for corrupt files (OSError, ValueError, ...)
         raise CorruptImageError(
-            f"{path.name}: not a readable PNG or JPEG ({type(exc).__name__}: {exc})") from exc
+            f"{path.name}: not a readable PNG or JPEG ({type(exc).__name__}: {scrub(str(exc), path.name)})"
+        ) from exc
+    if fmt == "jpeg":
+        check_jpeg_complete(array, path.name)
     if array.ndim != 2:
         raise UnsupportedImageError(f"{path.name}: expected one grey-scale image, got shape {array.shape}")
     if colour:
@@ -340,6 +344,7 @@ def _read_dicom(data: bytes, name: str) -> _Decoded:
     if frames > 1:
         raise UnsupportedImageError(f"{name}: {frames} frames; a chest radiograph is one frame")
     view = _view_position(dataset, name)
+    check_body_part_and_modality(dataset, name)
     allocated = _dicom_int(dataset, "BitsAllocated", 0)
     stored = _dicom_int(dataset, "BitsStored", allocated)
     if allocated not in (8, 16) or not 8 <= stored <= allocated:

@@ -60,6 +60,11 @@ class EdgeMetrics:
         self.decisions = Counter(
             "goldenhour_edge_decisions", "Decisions received from the hub, by status.",
             ["status"], registry=self.registry)
+        self.decisions_ignored = Counter(
+            "goldenhour_edge_decisions_ignored",
+            "Decisions ignored: not_offered (names an ER the case was not offered to), "
+            "after_acceptance (a no_er_available after an ER accepted).",
+            ["reason"], registry=self.registry)
         for outcome in OUTCOMES:
             self.diagnoses.labels(outcome=outcome)
         self.registry.register(_EdgeStateCollector(ambulance_id, outbox_depth, unconfirmed,

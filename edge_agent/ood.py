@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edge_agent.orientation import OrientationParameters, check_orientation, undo
 from shared.errors import NotChestRadiographError
 
 logger = logging.getLogger(__name__)
@@ -83,11 +84,15 @@ class OodResult:
     score: float
     reasons: list[str] = field(default_factory=list)
     features: dict[str, float] = field(default_factory=dict)
+    orientation: str | None = None
+    """A chest film refused because it looks turned or mirrored: how (see :mod:`edge_agent.orientation`)."""
 
     def raise_if_not_ok(self, source: str = "image") -> None:
         """Raise :class:`NotChestRadiographError` with the reasons when not ok."""
         if not self.ok:
             reasons = "; ".join(self.reasons)
+            if self.orientation:  # a chest film, turned: the reason says how
+                raise NotChestRadiographError(f"{source}: {reasons}"[:500])
             raise NotChestRadiographError(f"{source}: not a chest radiograph ({reasons})"[:500])
 
 
@@ -225,13 +230,15 @@ def _judge(values: dict[str, float], parameters: OodParameters) -> tuple[float, 
 
 
 def check_chest_radiograph(pixels_uint8: np.ndarray, *, source_was_colour: bool = False,
-                           parameters: OodParameters | None = None) -> OodResult:
-    """Whether an 8-bit grey image (0 = black) looks like a chest radiograph.
+                           parameters: OodParameters | None = None,
+                           orientation_parameters: OrientationParameters | None = None) -> OodResult:
+    """Whether an 8-bit grey image (0 = black) looks like an upright chest radiograph.
 
     Args:
         pixels_uint8: the image as :func:`edge_agent.imaging.load_image` returns it.
         source_was_colour: the file was a colour PNG or JPEG (a photo).
         parameters: fitted statistics; the shipped ones by default.
+        orientation_parameters: the orientation check's; the shipped ones by default.
     """
     parameters = parameters or DEFAULT_PARAMETERS
     pixels = np.asarray(pixels_uint8)
@@ -258,10 +265,28 @@ def check_chest_radiograph(pixels_uint8: np.ndarray, *, source_was_colour: bool 
                             "file's MONOCHROME1/MONOCHROME2 labelling"]
             score = max(score, 1.0 + 1e-6)
             logger.debug("negative chest X-ray suspected", extra={"negative_score": negative_score})
+    turned = None
+    negative = bool(grey_reasons) and grey_reasons[0].startswith("looks like a chest X-ray in negative")
+    if not reasons and not negative:
+        # A chest film turned or mirrored is refused saying how, also when the grey
+        # statistics (which a 180 degree turn upsets) refuse it: if turning it back
+        # satisfies them, the turn is its only fault.
+        verdict = check_orientation(pixels, orientation_parameters)
+        if not verdict.ok and verdict.reason and (not grey_reasons
+                                                  or _straightens(pixels, verdict.looks, parameters)):
+            turned, grey_reasons = verdict.looks, [verdict.reason]
     reasons.extend(grey_reasons)
     ok = not reasons
     return OodResult(ok=ok, score=round(score, 4), reasons=reasons,
-                     features={name: round(value, 4) for name, value in values.items()})
+                     features={name: round(value, 4) for name, value in values.items()},
+                     orientation=turned)
+
+
+def _straightens(pixels: np.ndarray, looks: str, parameters: OodParameters) -> bool:
+    """Whether the film, turned back, passes the grey statistics (its only fault is the turn)."""
+    _, _, template, edge_template = parameters.arrays()
+    straight = np.ascontiguousarray(undo(looks, pixels))
+    return not _judge(features(straight, template, edge_template), parameters)[1]
 
 
 # --- fitting ------------------------------------------------------------------------------------------------

@@ -55,6 +55,11 @@ class EdgeSettings(BaseSettings):
     dicom_host: str = "0.0.0.0"
     """The X-ray unit is another box on the ambulance's network, so all interfaces."""
     dicom_ae_title: str = Field(default="GOLDENHOUR", max_length=16)
+    dicom_inbox_retention_h: float = Field(default=24.0, gt=0)
+    """How long a refused DICOM object is kept (0600, with its reason) in ``<state>/dicom-inbox/refused``;
+    accepted ones are deleted as soon as their case is in the outbox."""
+    dicom_inbox_max_mb: float = Field(default=256.0, gt=0)
+    """The most that refused DICOM objects may hold; the oldest are deleted first."""
     watch_dir: Path | None = None
     """Diagnose every X-ray file dropped into this folder (``edge run --watch``)."""
     model: str = "chest-effnetlite0"

@@ -5,10 +5,12 @@ for processing) and Secondary Capture storage, in the common transfer syntaxes (
 explicit VR little endian, deflated, JPEG baseline, extended and lossless,
 JPEG-LS, JPEG 2000, RLE), and answers C-ECHO. Each received object is written
 atomically (a hidden temporary file, flushed, then renamed) into the inbox
-folder as ``<SOPInstanceUID>.dcm`` and handed to ``on_image(path)``. When the
-callback raises, the sender gets a failure status (``0xC000``, or ``0xA700``
-when the file cannot be written) and the SCP goes on serving; the file stays in
-the inbox.
+folder as ``<SOPInstanceUID>.dcm`` (owner-only, see :mod:`edge_agent.receivers.inbox`)
+and handed to ``on_image(path)``. Once the callback returns (the case is in the
+outbox) the file is deleted. When the callback raises, the sender gets a failure
+status (``0xC000``, or ``0xA700`` when the file cannot be written) with the
+reason as its Error Comment, the SCP goes on serving, and the file is kept in
+``refused/`` with its reason, within a retention time and a byte budget.
 
 ``on_image`` runs in the association's thread: two X-ray units sending at once
 call it concurrently.
@@ -17,7 +19,6 @@ call it concurrently.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import uuid
@@ -46,6 +47,7 @@ from pydicom.uid import (
 )
 from pydicom.uid import JPEGLossless as JPEGLosslessP14
 
+from edge_agent.receivers.inbox import DEFAULT_MAX_BYTES, DEFAULT_RETENTION_S, DicomInbox
 from shared.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -90,17 +92,21 @@ class DicomStorageSCP:
         host: address to listen on; ``0.0.0.0`` for the ambulance's LAN.
         require_called_ae_title: refuse associations addressed to another AE title.
         sop_classes: storage SOP classes accepted.
+        retention_s: how long a refused object is kept (with its reason) for whoever looks into it.
+        max_bytes: the most that refused objects may hold; the oldest go first.
     """
 
     def __init__(self, inbox: Path, on_image: OnImage, *, ae_title: str = "GOLDENHOUR", port: int = 11112,
                  host: str = "0.0.0.0", require_called_ae_title: bool = False,
-                 sop_classes: Sequence[str] = STORAGE_SOP_CLASSES) -> None:
+                 sop_classes: Sequence[str] = STORAGE_SOP_CLASSES,
+                 retention_s: float = DEFAULT_RETENTION_S, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         title = ae_title.strip()
         if not title or len(title) > 16 or not title.isascii() or "\\" in title:
             raise ConfigurationError(f"DICOM AE title must be 1-16 ASCII characters, got {ae_title!r}")
         if not 0 <= port <= 65535:
             raise ConfigurationError(f"DICOM port must be 0-65535, got {port}")
         self.inbox = Path(inbox)
+        self.store = DicomInbox(self.inbox, retention_s=retention_s, max_bytes=max_bytes)
         self.on_image = on_image
         self.ae_title = title
         self.host = host
@@ -133,10 +139,7 @@ class DicomStorageSCP:
         with self._lock:
             if self._server is not None:
                 return
-            try:
-                self.inbox.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigurationError(f"cannot create the DICOM inbox {self.inbox}: {exc}") from exc
+            self.store.prepare()
             ae = AE(ae_title=self.ae_title)
             ae.require_called_aet = self._require_called
             for sop_class in self._sop_classes:
@@ -172,39 +175,44 @@ class DicomStorageSCP:
         logger.debug("C-ECHO", extra={"calling_ae": _calling(event)})
         return STATUS_SUCCESS
 
-    def _on_store(self, event: Any) -> int:
+    def _on_store(self, event: Any) -> Any:
         """Write the object atomically, then hand it to ``on_image``; never raises."""
         try:
             path = self._write(event)
-        except Exception:
+        except Exception as exc:
             logger.exception("cannot store a received DICOM object", extra={"calling_ae": _calling(event)})
-            return STATUS_OUT_OF_RESOURCES
+            return failure(STATUS_OUT_OF_RESOURCES, f"cannot store the object: {type(exc).__name__}")
         try:
             self.on_image(path)
         except Exception as exc:
             logger.warning("received DICOM image was not processed: %s", exc,
                            extra={"file": path.name, "calling_ae": _calling(event)})
-            return STATUS_CANNOT_PROCESS
+            self.store.refuse(path, f"{type(exc).__name__}: {exc}")
+            # The unit shows the comment: the reason without the file name (the unit knows the image).
+            return failure(STATUS_CANNOT_PROCESS, str(exc).removeprefix(f"{path.name}: "))
+        self.store.done(path)
         return STATUS_SUCCESS
 
     def _write(self, event: Any) -> Path:
         data = event.encoded_dataset(include_meta=True)
         uid = str(event.request.AffectedSOPInstanceUID or "")
         name = f"{uid}.dcm" if _UID.match(uid) and len(uid) <= 64 else f"{uuid.uuid4().hex}.dcm"
-        final = self.inbox / name
-        temporary = self.inbox / f".{name}.{uuid.uuid4().hex}.part"
-        try:
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, final)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        final = self.store.write(name, data)
         logger.info("DICOM image received", extra={"file": final.name, "bytes": len(data),
                                                    "calling_ae": _calling(event)})
         return final
+
+
+def failure(status: int, comment: str) -> Any:
+    """A C-STORE response status with an Error Comment (LO: 64 characters, no backslash or control
+    characters), which storescu and the X-ray unit's queue show."""
+    from pydicom.dataset import Dataset
+
+    response = Dataset()
+    response.Status = status
+    text = "".join(c if c.isprintable() and c != "\\" and c.isascii() else " " for c in comment)
+    response.ErrorComment = " ".join(text.split())[:64] or "cannot process"
+    return response
 
 
 def _calling(event: Any) -> str:

@@ -73,6 +73,9 @@ class Received:
     def __init__(self) -> None:
         self.paths: list[Path] = []
         self.loaded: list[np.ndarray] = []
+        self.syntaxes: list[str | None] = []
+        self.patients: list[str] = []
+        self.modes: list[int] = []
         self.fail: Exception | None = None
         self.lock = threading.Lock()
 
@@ -83,6 +86,10 @@ class Received:
         with self.lock:
             self.paths.append(path)
             self.loaded.append(image.pixels)
+            self.syntaxes.append(image.transfer_syntax)
+            if image.format == "dicom":
+                self.patients.append(str(dcmread(path).PatientName))
+            self.modes.append(path.stat().st_mode & 0o777)
 
 
 @pytest.fixture
@@ -137,8 +144,9 @@ def test_synthetic_dicom_is_stored_atomically_and_loads(scp: tuple[DicomStorageS
     path = received.paths[0]
     assert path.parent == server.inbox and path.name == f"{ds.SOPInstanceUID}.dcm"
     assert np.array_equal(received.loaded[0], expected)
-    assert dcmread(path).PatientName == "Test^Synthetic"
-    assert [p.name for p in server.inbox.iterdir()] == [path.name]  # no temporary file left
+    assert received.patients == ["Test^Synthetic"] and received.modes == [0o600]
+    # no temporary file left, and the object itself deleted once handled (issue 20)
+    assert [p.name for p in server.inbox.iterdir()] == ["refused"]
 
 
 def _saved(ds: Dataset, path: Path) -> Path:
@@ -159,7 +167,7 @@ def test_real_jpeg_baseline_dicom_over_the_network(scp: tuple[DicomStorageSCP, R
     assert ds.SOPClassUID == SecondaryCaptureImageStorage and ds.Modality == "CR"
     assert status.Status == 0x0000
     assert np.array_equal(received.loaded[0], load_image(original).pixels)
-    assert load_image(received.paths[0]).transfer_syntax == JPEGBaseline8Bit
+    assert received.syntaxes == [JPEGBaseline8Bit]
 
 
 def test_failing_callback_is_a_failure_status_and_the_scp_keeps_serving(
@@ -183,7 +191,9 @@ def test_failing_callback_is_a_failure_status_and_the_scp_keeps_serving(
     finally:
         again.release()  # type: ignore[attr-defined]
     assert len(received.paths) == 2
-    assert len(list(server.inbox.glob("*.dcm"))) == 4  # failed ones stay in the inbox
+    assert failed.ErrorComment == "not a chest X-ray"  # the unit shows why (issue 20)
+    assert list(server.inbox.glob("*.dcm")) == []  # handled ones are deleted at once
+    assert len(list((server.inbox / "refused").glob("*.dcm"))) == 2  # refused ones kept with their reason
 
 
 def test_unsupported_sop_class_is_not_accepted(scp: tuple[DicomStorageSCP, Received]) -> None:

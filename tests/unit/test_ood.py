@@ -94,7 +94,9 @@ def test_real_chest_x_rays_are_accepted(data_folder: Path) -> None:
     assert len(paths) == 1335
     rejected = {path.name: check_chest_radiograph(load_image(path).pixels) for path in paths}
     rejected = {name: result for name, result in rejected.items() if not result.ok}
-    assert len(rejected) / len(paths) <= 0.01, {name: r.reasons for name, r in rejected.items()}
+    # 5 refused by the grey statistics; the orientation check (issue 20) refuses about 1 % more,
+    # mostly white-out AP portables (docs/image-guard.md), hence 1.5 %.
+    assert len(rejected) / len(paths) <= 0.015, {name: r.reasons for name, r in rejected.items()}
     for name in ("00017625_000.png", "00017999_000.png"):
         assert "negative" in rejected[name].reasons[0]
 
