@@ -146,9 +146,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "suspected_note": ("Suspected: the probability reached the finding's operating point, chosen for a "
                        "stated specificity on out-of-fold NIH images; the measured sensitivity and "
                        "specificity are from there, not from your patients. Other findings are shown muted.",
-                       "의심: 확률이 해당 소견의 작동점에 도달함. 작동점은 교차 검증된 NIH 영상에서 정한 "
-                       "특이도로 선택했으며, 측정 민감도와 특이도는 그 영상에서 얻은 값으로 귀하의 환자에서 얻은 "
-                       "값이 아닙니다. 나머지 소견은 흐리게 표시합니다."),
+                       "의심: 확률이 해당 소견의 작동점에 도달함. 작동점은 교차 검증된 NIH 영상에서 "
+                       "정한 특이도로 선택했으며, 측정 민감도와 특이도는 그 영상에서 얻은 값으로 "
+                       "귀하의 환자에서 얻은 값이 아닙니다. 나머지 소견은 흐리게 표시합니다."),
     "not_measured": ("not measured", "측정값 없음"),
     "decision": ("Decision", "결정"),
     "top3": ("Top 3", "상위 3개"),

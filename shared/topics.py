@@ -125,7 +125,8 @@ CASE_STATUS = _spec(
 )
 DISPATCH_ALERT = _spec(
     "dispatch_alert", "dispatch/alert/{case_id}", DispatchAlertV1, 1, False, "hub",
-    "dispatch", "a case that needs a dispatcher: no ER accepted it",
+    "dispatch", "something that needs a dispatcher: a case no ER accepted, or an ambulance's "
+    "AI predictions drifting from the model's validation distribution",
 )
 ER_OFFER = _spec(
     "er_offer", "er/{hospital_id}/offer/{case_id}", OfferV1, 1, False, "hub", "er",

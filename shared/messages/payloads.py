@@ -289,12 +289,14 @@ class CaseStatusV1(Payload):
 
 
 class DispatchAlertV1(Payload):
-    """Hub -> dispatch: a case that needs a person (no ER accepted it)."""
+    """Hub -> dispatch: something that needs a person: a case no ER accepted, or an
+    ambulance whose AI predictions drifted from the model's validation distribution."""
 
     SCHEMA: ClassVar[str] = "dispatch_alert"
     VERSION: ClassVar[int] = 1
 
-    kind: Literal["no_er_available"]
+    # model_drift was added later; a widened literal leaves every earlier message valid
+    kind: Literal["no_er_available", "model_drift"]
     ambulance_id: Identifier
     triage_level: int = Field(ge=1, le=5)
     message: str = Field(max_length=500)
