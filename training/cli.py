@@ -176,6 +176,25 @@ def compare_runs_command(
     console.print(path.read_text(encoding="utf-8"))
 
 
+@app.command("calibrate-folds")
+def calibrate_folds_command(
+    run: Annotated[Path, typer.Option(help="A run folder made by 'train classify' (with fold models).")
+                   ] = Path("runs/classifier"),
+    cache_file: Annotated[Path | None, typer.Option(help="The run's cached views ('train classify "
+                                                    "--cache-file'), to skip recomputing them.")] = None,
+    folder: DataOption = None,
+) -> None:
+    """Pool out-of-fold predictions without per-fold scale artefacts: each fold model
+    calibrated on its own inner early-stopping slice; writes oof-foldcal.csv, which
+    'train compare-runs' includes."""
+    import torch
+
+    from training.fold_calibration import calibrate_folds
+
+    cache = torch.load(cache_file, weights_only=True)["cache"] if cache_file else None
+    console.print(f"wrote {calibrate_folds(run, _data_root(folder), cache)}")
+
+
 @app.command("operating-points")
 def operating_points(
     run: Annotated[Path, typer.Option(help="A run folder made by 'train classify' (all folds).")

@@ -104,6 +104,9 @@ def compare_runs(runs: list[Path], labels: list[str], out: Path, *, rounds: int 
         tables.append((label, read_oof(run / "oof.csv")))
         if (run / "oof-tta.csv").is_file():
             tables.append((f"{label} + TTA", read_oof(run / "oof-tta.csv")))
+        if (run / "oof-foldcal.csv").is_file():  # train calibrate-folds
+            tables.append((f"{label}, each fold calibrated on its own inner slice",
+                           read_oof(run / "oof-foldcal.csv")))
     common = set.intersection(*[{n for n, v in zip(t["image"], t["logits"][:, 0], strict=True)
                                  if not np.isnan(v)} for _, t in tables])
     names = sorted(common)
@@ -123,19 +126,28 @@ def compare_runs(runs: list[Path], labels: list[str], out: Path, *, rounds: int 
 
     base = [mean_auc(labels0[d], aligned[0][2][d]) for d in draws]
     jr = aligned[0][4] == JRZECH
+    jr_draws = [d[jr[d]] for d in draws]
+    jr_base = [mean_auc(labels0[d], aligned[0][2][d]) for d in jr_draws]
     lines = [f"## Run comparison on the {len(names)} images every run scored out of fold "
              f"({int(jr.sum())} of them {JRZECH})", "",
              "Paired patient bootstrap (1,000 rounds) for the difference from the first row.", "",
-             "| run | mean AUC | on jrzech | difference | 95% CI of difference |", "|---|---:|---:|---:|---|"]
+             "| run | mean AUC | on jrzech | difference | 95% CI of difference | difference on jrzech "
+             "(95% CI) |", "|---|---:|---:|---:|---|---|"]
     for label, labels, logits, _, _ in aligned:
         auc = mean_auc(labels, logits)
         jr_auc = mean_auc(labels[jr], logits[jr]) if jr.sum() > 20 else float("nan")
         diffs = np.array([mean_auc(labels[d], logits[d]) for d in draws]) - np.array(base)
         low, high = np.percentile(diffs, (2.5, 97.5))
         first = label == aligned[0][0]
+        jr_text = "-"
+        if not first and jr.sum() > 20:
+            jr_diffs = np.array([mean_auc(labels[d], logits[d]) for d in jr_draws]) - np.array(jr_base)
+            jr_low, jr_high = np.nanpercentile(jr_diffs, (2.5, 97.5))
+            jr_text = (f"{jr_auc - mean_auc(labels0[jr], aligned[0][2][jr]):+.4f} "
+                       f"({jr_low:+.4f} to {jr_high:+.4f})")
         lines.append(f"| {label} | {auc:.4f} | {jr_auc:.4f} | "
                      f"{'-' if first else f'{auc - mean_auc(labels0, aligned[0][2]):+.4f}'} | "
-                     f"{'-' if first else f'{low:+.4f} to {high:+.4f}'} |")
+                     f"{'-' if first else f'{low:+.4f} to {high:+.4f}'} | {jr_text} |")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
