@@ -69,7 +69,12 @@ extras="edge,hub,embedded-broker"
 # The tests train tiny models and compare backends with the torch reference,
 # and import a Keras model they train (keras: TensorFlow).
 [ "$profile" = test ] && extras="$extras,train,keras,dev"
-stamp=".venv/.installed-${profile}-$(sha256sum pyproject.toml | cut -c1-16)"
+hash="$(sha256sum pyproject.toml | cut -c1-16)"
+stamp=".venv/.installed-${profile}-${hash}"
+# The test profile's extras include the demo's: a .venv made for the tests serves the demo as it is.
+if [ "$profile" = demo ] && [ -f ".venv/.installed-test-${hash}" ]; then
+  stamp=".venv/.installed-test-${hash}"
+fi
 if [ ! -f "$stamp" ]; then
   echo "goldenhour: installing Python packages (.[${extras}]) into .venv" >&2
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip

@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,8 @@ class DemoOptions:
     accept_probability: float = 0.5
     duration_s: float | None = None
     log_format: str = "text"
+    human_ers: tuple[str, ...] = ()
+    """Hospital ids whose offers no simulated doctor answers: a person does, in the ER console."""
 
 
 class Processes:
@@ -144,19 +147,58 @@ def _hospital_ids() -> list[str]:
 
 def _start_core(processes: Processes, broker: EmbeddedBroker, database_url: str,
                 http_port: int | None, er_args: list[str], log_format: str,
-                log_level: str = "INFO") -> dict[str, str]:
-    """Start the hub and the simulated ERs; wait until all say online."""
+                log_level: str = "INFO", simulated: list[str] | None = None) -> dict[str, str]:
+    """Start the hub and the simulated ERs (every hospital, or ``simulated``); wait
+    until all say online and, with ``http_port``, until the hub serves HTTP there."""
     env = {**_broker_env(broker), "GOLDENHOUR_HUB_DATABASE_URL": database_url,
            "GOLDENHOUR_HUB_LOG_FORMAT": log_format, "GOLDENHOUR_HUB_LOG_LEVEL": log_level}
     hub_args = ["hub", "serve", "--port", str(http_port)] if http_port else ["hub", "worker"]
-    processes.spawn("hub", hub_args, env)
-    processes.spawn("ers", ["hub", "simulate-ers", *er_args], env)
+    hub = processes.spawn("hub", hub_args, env)
+    hospitals = _hospital_ids() if simulated is None else simulated
+    if hospitals:
+        processes.spawn("ers", ["hub", "simulate-ers", *er_args], env)
     wanted = {topics.HUB_STATUS.topic(hub_id="hub-1"): "hub"}
-    wanted |= {topics.ER_STATUS.topic(hospital_id=h): f"ER {h}" for h in _hospital_ids()}
+    wanted |= {topics.ER_STATUS.topic(hospital_id=h): f"ER {h}" for h in hospitals}
     missing = wait_online(broker.mqtt_settings(), wanted, timeout=60)
     if missing:
         raise GoldenhourError(f"not online after 60 s: {sorted(missing)}")
+    if http_port:
+        wait_http(hub, http_port, timeout=60)
     return env
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether nothing listens on ``host:port`` (so a server started now can bind it)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_http(process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+    """Wait until ``process`` (the hub) answers ``/health/live`` on ``port``.
+
+    Raises:
+        GoldenhourError: it exited first, or did not answer in time.
+    """
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (code := process.poll()) is not None:
+            raise GoldenhourError(f"the hub exited (code {code}) before serving on port {port}; "
+                                  f"see its log above")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise GoldenhourError(f"the hub did not answer on http://127.0.0.1:{port}/health/live in {timeout:.0f} s")
 
 
 DEMO_PASSWORD_FILE = "demo-password"
@@ -197,14 +239,20 @@ def run_demo(options: DemoOptions) -> int:
     if folder is None and (root := data_dir()) is not None:
         candidate = root / "nih-cxr14-sample" / "images"
         folder = candidate if candidate.is_dir() else None
+    try:
+        simulated, er_args = _simulated_ers(options, state)
+        _check_ports(options)
+    except GoldenhourError as exc:
+        console.print(f"[red]goldenhour demo cannot start:[/] {exc}", soft_wrap=True)
+        return 1
     processes = Processes()
     broker = start_embedded_broker(options.broker, workdir=_fresh(state / "broker"))
     try:
         _seed_demo_users(f"sqlite:///{state / 'hub.db'}", password)
         env = _start_core(
             processes, broker, f"sqlite:///{state / 'hub.db'}", options.http_port,
-            ["--accept-probability", str(options.accept_probability), "--delay", "3"],
-            options.log_format,
+            ["--accept-probability", str(options.accept_probability), "--delay", "3", *er_args],
+            options.log_format, simulated=simulated,
         )
         for number in range(1, options.ambulances + 1):
             lat, lon = START_POSITIONS[(number - 1) % len(START_POSITIONS)]
@@ -230,10 +278,51 @@ def run_demo(options: DemoOptions) -> int:
         return 0
     except GoldenhourError as exc:
         logger.error("demo failed", extra={"error": str(exc)})
+        console.print(f"[red]goldenhour demo failed:[/] {exc}", soft_wrap=True)
         return 1
     finally:
         processes.stop()
         broker.stop()
+
+
+def _check_ports(options: DemoOptions) -> None:
+    """Refuse to start when the hub's or a crew page's port is taken: the banner
+    would otherwise point at whatever else answers there."""
+    wanted = {options.http_port: "the hub's web port (--port)"}
+    wanted |= {crew_port(options, n): f"amb-{n}'s crew page (--port + 80 + {n})"
+               for n in range(1, options.ambulances + 1)}
+    taken = [f"{port} ({what})" for port, what in wanted.items() if not port_free(port)]
+    if taken:
+        raise GoldenhourError(f"port {', '.join(taken)} is already in use (another goldenhour demo?); "
+                              f"stop it or choose another --port")
+
+
+def _simulated_ers(options: DemoOptions, state: Path) -> tuple[list[str], list[str]]:
+    """The hospitals a simulated doctor answers for, and the simulator's registry
+    arguments (a copy of the registry without the ones left to a person)."""
+    import csv
+
+    from shared.datapaths import REPO_ROOT
+
+    hospitals = _hospital_ids()
+    unknown = sorted(set(options.human_ers) - set(hospitals))
+    if unknown:
+        raise GoldenhourError(f"--human-er {', '.join(unknown)}: not in the registry "
+                              f"(hospital ids: {', '.join(hospitals)})")
+    if not options.human_ers:
+        return hospitals, []
+    registry = os.environ.get("GOLDENHOUR_HUB_REGISTRY_CSV") or str(
+        REPO_ROOT / "hospital_hub" / "data" / "sample_hospitals.csv")
+    with open(registry, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = [row for row in reader if row["id"] not in options.human_ers]
+        fields = list(reader.fieldnames or [])
+    copy = state / "simulated-ers.csv"
+    with open(copy, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return [row["id"] for row in rows], ["--registry", str(copy)]
 
 
 def _fresh(path: Path) -> Path:
@@ -249,6 +338,8 @@ def crew_port(options: DemoOptions, number: int) -> int:
 
 def _banner(options: DemoOptions, broker: EmbeddedBroker, folder: Path | None, password: str,
             state: Path) -> None:
+    """What is running and how to use it. Lines are never wrapped (``soft_wrap``):
+    the send command must stay one line to copy, whatever the terminal's width."""
     base = f"http://127.0.0.1:{options.http_port}"
     script = Path(sys.executable).parent / "goldenhour"
     program = str(script) if script.exists() else "goldenhour"
@@ -257,21 +348,33 @@ def _banner(options: DemoOptions, broker: EmbeddedBroker, folder: Path | None, p
     images = (f"ambulances take X-rays from {folder} every {options.interval_s:g} s"
               if folder else "no X-ray folder found (set GOLDENHOUR_DATA_DIR or --images); "
               "ambulances wait for you to send one")
+    console_er = options.human_ers[0] if options.human_ers else "bos-mgh"
+    if options.human_ers:
+        doctors = ("  ERs left to you: " + ", ".join(
+            f"{h} (sign in as er-{h} at {base}/er/{h})" for h in options.human_ers)
+            + "; their offers wait for your Accept or Decline\n")
+    else:
+        doctors = ("  every ER has a simulated doctor answering within 3 s; to answer offers yourself: "
+                   "--human-er bos-mgh\n")
     console.print(
         f"\n[bold]goldenhour is running[/] (AI results are NOT for clinical use)\n"
         f"  dispatch board : {base}/\n"
         + "".join(f"  crew page      : http://127.0.0.1:{crew_port(options, n)}/ (amb-{n})\n"
                   for n in range(1, options.ambulances + 1)) +
-        f"  an ER console  : {base}/er/bos-mgh\n"
-        f"  sign in as     : dispatcher, er-bos-mgh (an ER doctor; one per hospital: "
+        f"  an ER console  : {base}/er/{console_er}\n"
+        f"  sign in as     : dispatcher, er-{console_er} (an ER doctor; one per hospital: "
         f"er-<hospital id>) or admin\n"
         f"  password       : {password}  (all demo users; kept in {state / DEMO_PASSWORD_FILE})\n"
+        + doctors +
         f"  API docs       : {base}/docs\n"
         f"  broker         : 127.0.0.1:{broker.port} (MQTT {broker.protocol})\n"
         f"  {images}\n"
-        f"  send an X-ray  : {send}\n"
         f"  stop           : Ctrl-C\n"
+        f"  send an X-ray (one line):",
+        soft_wrap=True, highlight=False,
     )
+    console.print(send, soft_wrap=True, markup=False, highlight=False)
+    console.print()
 
 
 def run_bench_e2e(cases: int, image: Path | None, broker: BrokerKind) -> int:

@@ -31,6 +31,9 @@ def demo(
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")]
     = None,
     log_format: Annotated[LogFormat, typer.Option()] = "text",
+    human_er: Annotated[list[str] | None, typer.Option(
+        help="Leave this ER (hospital id, e.g. bos-mgh; repeatable) to a person: no simulated "
+        "doctor answers its offers, you do in its ER console.")] = None,
 ) -> None:
     """Run the whole system on this machine: broker, hub with web pages,
     simulated ERs and ambulances. Ctrl-C stops everything."""
@@ -40,7 +43,7 @@ def demo(
     raise typer.Exit(run_demo(DemoOptions(
         ambulances=ambulances, images=images, interval_s=interval, http_port=port,
         state_dir=state_dir, broker=broker, accept_probability=accept_probability,
-        duration_s=duration, log_format=log_format,
+        duration_s=duration, log_format=log_format, human_ers=tuple(human_er or ()),
     )))
 
 
