@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from rich.console import Console
 from shared import topics
 from shared.broker import BrokerKind, EmbeddedBroker, start_embedded_broker
 from shared.datapaths import data_dir
+from shared.demo_checks import check_ports, simulated_ers, wait_http
 from shared.errors import ContractError, GoldenhourError
 from shared.lifecycle import interruptible
 from shared.messages import StatusV1, decode
@@ -167,40 +167,6 @@ def _start_core(processes: Processes, broker: EmbeddedBroker, database_url: str,
     return env
 
 
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether nothing listens on ``host:port`` (so a server started now can bind it)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def wait_http(process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
-    """Wait until ``process`` (the hub) answers ``/health/live`` on ``port``.
-
-    Raises:
-        GoldenhourError: it exited first, or did not answer in time.
-    """
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (code := process.poll()) is not None:
-            raise GoldenhourError(f"the hub exited (code {code}) before serving on port {port}; "
-                                  f"see its log above")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise GoldenhourError(f"the hub did not answer on http://127.0.0.1:{port}/health/live in {timeout:.0f} s")
-
-
 DEMO_PASSWORD_FILE = "demo-password"
 """In the state folder: the one password of every demo user (mode 0600)."""
 
@@ -240,8 +206,11 @@ def run_demo(options: DemoOptions) -> int:
         candidate = root / "nih-cxr14-sample" / "images"
         folder = candidate if candidate.is_dir() else None
     try:
-        simulated, er_args = _simulated_ers(options, state)
-        _check_ports(options)
+        simulated, er_args = simulated_ers(options.human_ers, _hospital_ids(), state)
+        ports = {options.http_port: "the hub's web port (--port)"}
+        ports |= {crew_port(options, n): f"amb-{n}'s crew page (--port + 80 + {n})"
+                  for n in range(1, options.ambulances + 1)}
+        check_ports(ports)
     except GoldenhourError as exc:
         console.print(f"[red]goldenhour demo cannot start:[/] {exc}", soft_wrap=True)
         return 1
@@ -283,46 +252,6 @@ def run_demo(options: DemoOptions) -> int:
     finally:
         processes.stop()
         broker.stop()
-
-
-def _check_ports(options: DemoOptions) -> None:
-    """Refuse to start when the hub's or a crew page's port is taken: the banner
-    would otherwise point at whatever else answers there."""
-    wanted = {options.http_port: "the hub's web port (--port)"}
-    wanted |= {crew_port(options, n): f"amb-{n}'s crew page (--port + 80 + {n})"
-               for n in range(1, options.ambulances + 1)}
-    taken = [f"{port} ({what})" for port, what in wanted.items() if not port_free(port)]
-    if taken:
-        raise GoldenhourError(f"port {', '.join(taken)} is already in use (another goldenhour demo?); "
-                              f"stop it or choose another --port")
-
-
-def _simulated_ers(options: DemoOptions, state: Path) -> tuple[list[str], list[str]]:
-    """The hospitals a simulated doctor answers for, and the simulator's registry
-    arguments (a copy of the registry without the ones left to a person)."""
-    import csv
-
-    from shared.datapaths import REPO_ROOT
-
-    hospitals = _hospital_ids()
-    unknown = sorted(set(options.human_ers) - set(hospitals))
-    if unknown:
-        raise GoldenhourError(f"--human-er {', '.join(unknown)}: not in the registry "
-                              f"(hospital ids: {', '.join(hospitals)})")
-    if not options.human_ers:
-        return hospitals, []
-    registry = os.environ.get("GOLDENHOUR_HUB_REGISTRY_CSV") or str(
-        REPO_ROOT / "hospital_hub" / "data" / "sample_hospitals.csv")
-    with open(registry, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        rows = [row for row in reader if row["id"] not in options.human_ers]
-        fields = list(reader.fieldnames or [])
-    copy = state / "simulated-ers.csv"
-    with open(copy, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    return [row["id"] for row in rows], ["--registry", str(copy)]
 
 
 def _fresh(path: Path) -> Path:

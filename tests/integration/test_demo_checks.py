@@ -22,6 +22,7 @@ from rich.console import Console
 
 from shared import supervisor
 from shared.broker import free_port
+from shared.demo_checks import simulated_ers
 from shared.errors import GoldenhourError
 
 REPO = Path(__file__).parents[2]
@@ -61,14 +62,14 @@ def test_banner_keeps_the_send_command_on_one_line_at_80_columns(monkeypatch: py
 
 def test_human_ers_are_left_out_of_the_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     options = supervisor.DemoOptions(human_ers=("bos-mgh", "bos-bmc"))
-    simulated, args = supervisor._simulated_ers(options, tmp_path)
+    simulated, args = simulated_ers(options.human_ers, supervisor._hospital_ids(), tmp_path)
     assert "bos-mgh" not in simulated and "bos-bmc" not in simulated and simulated
     assert args == ["--registry", str(tmp_path / "simulated-ers.csv")]
     assert "bos-mgh" not in (tmp_path / "simulated-ers.csv").read_text()
     text = _banner(options, monkeypatch)
     assert "ERs left to you: bos-mgh (sign in as er-bos-mgh at http://127.0.0.1:8000/er/bos-mgh)" in text
     with pytest.raises(GoldenhourError, match="--human-er nowhere: not in the registry"):
-        supervisor._simulated_ers(supervisor.DemoOptions(human_ers=("nowhere",)), tmp_path)
+        simulated_ers(("nowhere",), supervisor._hospital_ids(), tmp_path)
 
 
 def test_demo_with_a_human_er_waits_for_the_hub_then_prints_the_banner(tmp_path: Path) -> None:
