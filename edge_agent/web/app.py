@@ -8,6 +8,7 @@ whether or not the broker is reachable.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import tempfile
 from datetime import UTC, datetime
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+UPLOAD_NAME = "crew-xray"
+"""Neutral name an upload is stored under while it is diagnosed (file names can carry patient names)."""
 OPEN_PATHS = ("/pin", "/static/", "/lang/", *OPS_PATHS)
 
 
@@ -181,9 +184,13 @@ def create_app(agent: EdgeAgent, *, crew_pin: str | None = None, session_secret:
         except ValidationError as exc:
             return render(request, "index.html", 400, cases=views.cases(agent),
                           error_text=_first_error(exc), error=None)
-        except InputImageError:
+        except InputImageError as exc:
+            # The reason (turned film, corrupt file, not a chest X-ray...) names the upload, not its
+            # temporary file.
+            reason = re.sub(rf"{UPLOAD_NAME}\.\w+", "uploaded image", str(exc))
+            reason = reason.removeprefix("uploaded image: ")
             return render(request, "index.html", 400, cases=views.cases(agent),
-                          error_text="image not usable (PNG, JPEG or DICOM)", error=None)
+                          error_text=f"image not usable (PNG, JPEG or DICOM): {reason}"[:400], error=None)
         except OutboxFull:
             return render(request, "index.html", 507, cases=views.cases(agent),
                           error_text="outbox full: case not queued", error=None)
@@ -275,7 +282,7 @@ def _submit(agent: EdgeAgent, data: bytes, filename: str, patient: Patient | Non
     if len(data) > MAX_UPLOAD_BYTES or not data:
         raise InputImageError("upload empty or too large")
     with tempfile.TemporaryDirectory(prefix="goldenhour-crew-") as folder:
-        path = Path(folder) / f"crew-xray{suffix}"
+        path = Path(folder) / f"{UPLOAD_NAME}{suffix}"
         path.write_bytes(data)
         return agent.submit(path, patient=patient)
 

@@ -229,3 +229,62 @@ def test_chest_like_is_still_accepted_by_c_store(agent: EdgeAgent, tmp_path: Pat
     finally:
         for receiver in receivers:
             receiver.stop()
+
+
+@pytest.mark.realdata
+def test_crew_page_says_why_an_upload_is_refused(tmp_path: Path, data_folder: Path) -> None:
+    """A turned film and half a JPEG uploaded on the crew page: the reason, naming
+    the "uploaded image", never a temporary file or a memory buffer."""
+    import io
+    import re
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from edge_agent.web import create_app
+
+    film = load_image(data_folder / "nih-cxr14-sample" / "images" / "00000001_000.png").pixels
+    turned = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(np.rot90(film, 3))).save(turned, "PNG")
+    whole = io.BytesIO()
+    Image.fromarray(film).save(whole, "JPEG", quality=90)
+    half = whole.getvalue()[:len(whole.getvalue()) // 2] + b"\xff\xd9"
+    edge = EdgeAgent(load_edge_settings(ambulance_id="amb-crew", state_dir=tmp_path / "state",
+                                        model="placeholder"), announce=False)
+    try:
+        with TestClient(create_app(edge)) as crew:
+            token = re.search(r'name="csrf_token" value="([^"]+)"', crew.get("/").text)
+            assert token is not None
+            pages = {name: crew.post("/cases", data={"csrf_token": token.group(1)},
+                                     files={"xray": (f"Doe-Jane.{name}", data, "application/octet-stream")})
+                     for name, data in (("png", turned.getvalue()), ("jpg", half))}
+    finally:
+        edge.outbox.close()
+    assert pages["png"].status_code == 400
+    assert "the film looks rotated 90 degrees clockwise" in pages["png"].text
+    assert pages["jpg"].status_code == 400 and "JPEG data ends early" in pages["jpg"].text
+    for page in pages.values():
+        assert "crew-xray" not in page.text and "BytesIO" not in page.text and "Doe-Jane" not in page.text
+    assert edge.cases == {}
+
+
+def test_edge_send_leaves_no_temporary_folder_after_a_decision(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_system: Callable[..., object],
+        mqtt_settings: MqttSettings) -> None:
+    import tempfile
+
+    from typer.testing import CliRunner
+
+    from edge_agent.cli import app
+
+    make_system(f"sqlite:///{tmp_path / 'hub.db'}")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setenv("GOLDENHOUR_EDGE_MQTT__HOST", mqtt_settings.host)
+    monkeypatch.setenv("GOLDENHOUR_EDGE_MQTT__PORT", str(mqtt_settings.port))
+    monkeypatch.setenv("GOLDENHOUR_EDGE_MODEL", "placeholder")
+    result = CliRunner().invoke(app, ["send", str(chest_like_png(tmp_path / "x.png")), "--timeout", "60"])
+    assert result.exit_code == 0, result.output
+    assert "accepts the patient" in result.output
+    assert list(scratch.iterdir()) == []
