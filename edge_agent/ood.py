@@ -16,7 +16,8 @@ image shrunk to 256 x 256 (see ``docs/edge-ingest.md``):
   distance to the real chest X-rays' mean);
 * polarity: an image that looks like a chest X-ray only once its grey levels
   are inverted is a negative (a MONOCHROME1/2 mix-up), which the classifier
-  would misread.
+  would misread;
+* orientation: a chest film turned or mirrored (:mod:`edge_agent.orientation`).
 
 The ranges, mean, covariance and templates were fitted on the 1,335 NIH
 ChestX-ray14 images of the team's data folder with ``python -m

@@ -1,16 +1,19 @@
-"""Is this chest film upright? A cheap check for rotated and mirrored films.
+"""Is this chest film upright? A cheap check for turned and mirrored films.
 
 A film turned by 90, 180 or 270 degrees, or mirrored, still looks like a
 chest X-ray to the grey-level statistics of :mod:`edge_agent.ood`, but the
-classifier would read it wrongly (issue 20: a film rotated 90 degrees got
-triage 2). This module scores the eight ways a square picture can be turned
-and mirrored (the dihedral group) with one linear "uprightness" map fitted on
-upright NIH films; when another way scores clearly better than the film as it
-is, the film is refused with the turn that would straighten it.
+classifier would read it wrongly (issue 20: a film turned 90 degrees got
+triage 2). Two linear checks on a small layout of the film, numpy and Pillow
+only (no torch), about a millisecond:
 
-It uses numpy and Pillow only (no torch), on a 24 x 24 layout of the image, in
-well under a millisecond after the shrink. The map was fitted on the patients
-of one half of the NIH sample and measured on the other half
+* **turned**: an "uprightness" map scores the film under each of the eight
+  ways a square picture can be turned and mirrored (the dihedral group); a
+  turn that scores clearly better than the film as it is refuses it;
+* **mirrored left-right**: the layout is almost symmetric, so a second check
+  reads the left-minus-right differences (heart, aortic knob, gastric bubble).
+
+Films are refused, never straightened. The parameters were fitted on the
+patients of one half of the NIH sample and measured on the other half
 (``goldenhour edge guard-report``, docs/image-guard.md).
 """
 
