@@ -83,17 +83,21 @@ def cross_validate(dataset: NihDataset, cache: torch.Tensor, trunk_model: ChestC
                    config: TrainConfig, k: int, out_dir: Path, report: Report,
                    max_folds: int | None = None,
                    extra: Callable[[int, np.ndarray, np.ndarray], Extra | None] | None = None,
-                   box_masks: torch.Tensor | None = None) -> CvResult:
+                   box_masks: torch.Tensor | None = None,
+                   only_folds: list[int] | None = None) -> CvResult:
     """k-fold patient-wise cross-validation on cached views; ``max_folds`` runs only
     the first folds of the same split (a cheaper comparison; the other images'
-    logits stay NaN). ``extra(fold, train, held)`` may add synthetic training
-    images for a fold (see :mod:`training.synthetic_recipe`)."""
+    logits stay NaN), ``only_folds`` only the listed ones (folds shared between
+    processes, joined by ``train merge-folds``). ``extra(fold, train, held)`` may
+    add synthetic training images for a fold (see :mod:`training.synthetic_recipe`)."""
     folds = patient_folds(dataset.patients, dataset.labels, k, config.seed)
     logits = np.full(dataset.labels.shape, np.nan, dtype=np.float32)
     tta = np.full(dataset.labels.shape, np.nan, dtype=np.float32)
     fits = []
     started = time.perf_counter()
     for fold in range(min(k, max_folds or k)):
+        if only_folds is not None and fold not in only_folds:
+            continue
         train = np.flatnonzero(folds != fold)
         held = np.flatnonzero(folds == fold)
         inner = patient_folds(dataset.patients[train], dataset.labels[train], 8, config.seed + fold)
@@ -114,7 +118,8 @@ def cross_validate(dataset: NihDataset, cache: torch.Tensor, trunk_model: ChestC
         if not (torch.distributed.is_initialized() and torch.distributed.get_rank() != 0):
             # Fold models score their held-out patients again later (heat-map evaluation).
             torch.save({"state_dict": {k: v for k, v in model.state_dict().items()
-                                       if not k.startswith("trunk.")}, "held": held.tolist()},
+                                       if not k.startswith("trunk.")}, "held": held.tolist(),
+                        "best_epoch": result.best_epoch},
                        out_dir / f"fold{fold}.pt")
         report(f"fold {fold}: best epoch {result.best_epoch}, inner AUC {result.best_val_auc:.4f}, "
                f"held-out AUC {mean_auc(dataset.labels[held], logits[held]):.4f} "

@@ -80,6 +80,8 @@ def classify(
                                      "stride-32 stages train, 11 for lite0).")] = 11,
     backbone: Annotated[str, typer.Option(help="efficientnet-lite0/1/2 (offline ImageNet weights) or a "
                                           "timm name (from scratch).")] = "efficientnet-lite0",
+    only_folds: Annotated[str | None, typer.Option(help="Run only these folds, e.g. 3,4 (one process per "
+                                                   "core; join with 'train merge-folds').")] = None,
     views: Annotated[int, typer.Option(min=1, help="Cached views per image (1 plain + augmented).")] = 6,
     epochs: Annotated[int, typer.Option(min=1)] = 12,
     lr: float = 1e-3,
@@ -116,7 +118,8 @@ def classify(
                               command=invocation(), cache_file=cache_file,
                               max_folds=max_folds, final_only=final_only,
                               synthetic_ratio=synthetic_ratio, gan_dir=gan_dir, box_loss=box_loss,
-                              backbone=backbone)
+                              backbone=backbone,
+                              only_folds=[int(f) for f in only_folds.split(",")] if only_folds else None)
     request.extra_labelled = tuple(extra_labelled or ())
     run_classify(request, console)
 
@@ -174,6 +177,25 @@ def compare_runs_command(
         raise typer.BadParameter("give one --label per --run")
     path = compare_runs(run, label, out)
     console.print(path.read_text(encoding="utf-8"))
+
+
+@app.command("merge-folds")
+def merge_folds_command(
+    part: Annotated[list[Path], typer.Option(help="Run folders that each ran some folds (repeat).")],
+    out: Annotated[Path, typer.Option(help="The joined run folder ('train classify --final-only' next).")],
+    cache_file: Annotated[Path, typer.Option(help="The parts' cached views ('--cache-file').")],
+    folder: DataOption = None,
+) -> None:
+    """Join the folds of one cross-validation run in several processes ('classify
+    --only-folds') into one run folder, re-scoring every held-out image."""
+    import torch
+
+    from training.merge_folds import merge_folds
+
+    summary = merge_folds(part, out, _data_root(folder), torch.load(cache_file, weights_only=True)["cache"],
+                          invocation())
+    console.print(f"joined {len(part)} parts into {out}: out-of-fold mean AUC {summary['oof_mean_auc']:.4f}, "
+                  f"{summary['oof_mean_auc_jrzech']:.4f} on {summary['jrzech_images']} jrzech images")
 
 
 @app.command("calibrate-folds")

@@ -61,6 +61,8 @@ class ClassifyRequest:
     """GANs per fold (``fold<K>``) and on all images (``all``) for ``synthetic_ratio``."""
     box_loss: float = 0.0
     """Weight of the radiologist-box attention loss (0 = image labels only)."""
+    only_folds: list[int] | None = None
+    """Run only these folds of the split (several processes, then ``train merge-folds``)."""
     extra_labelled: tuple[Path, ...] = ()
     """Folders exported by ``goldenhour hub export-labelled``, appended to the data."""
 
@@ -128,7 +130,8 @@ def run_classify(request: ClassifyRequest, console: Console) -> dict[str, object
 
         extra = fold_extra(request.gan_dir, dataset, model, config, request.synthetic_ratio)
     cv = cross_validate(dataset, cache, model, config, request.folds, request.out, report,
-                        max_folds=request.max_folds, extra=extra, box_masks=masks)
+                        max_folds=request.max_folds, extra=extra, box_masks=masks,
+                        only_folds=request.only_folds)
     scored = ~np.isnan(cv.logits[:, 0])
     if not scored.all():
         report(f"only {int(scored.sum())} images scored (--max-folds {request.max_folds}); "
