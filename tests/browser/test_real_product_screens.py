@@ -160,8 +160,8 @@ def _check_model_overlays(edge: EdgeAgent, image: NihImage, sent: DiagnosisV1) -
 
 
 def test_the_shipped_model_on_real_xrays_from_the_crew_page_to_the_er(
-        live_hub: LiveHub, shipped_edge: EdgeAgent, crew_url: str, open_page: Any,
-        data_folder: Path) -> None:
+        data_folder: Path, live_hub: LiveHub, shipped_edge: EdgeAgent, crew_url: str,
+        open_page: Any) -> None:
     entry = load_manifest().find(shipped_edge.settings.model)  # the newest version, as the edge loads it
     info = shipped_edge.pipeline.classifier.info
     assert (info.name, info.version, info.placeholder) == (entry.name, entry.version, False)
@@ -269,7 +269,7 @@ def test_the_shipped_model_on_real_xrays_from_the_crew_page_to_the_er(
                    "style-src) blocks the inline style attributes that place the heat maps' peak markers "
                    "and boxes: they all land at the frame's bottom-left corner (reported to the lead)")
 def test_the_crew_page_marks_the_peak_and_box_where_the_model_put_them(
-        shipped_edge: EdgeAgent, crew_url: str, open_page: Any, data_folder: Path) -> None:
+        data_folder: Path, shipped_edge: EdgeAgent, crew_url: str, open_page: Any) -> None:
     page = open_page()
     case_id = _upload(page, crew_url, first_boxed(data_folder, FINDINGS_SHOWN[0]))
     diagnosis = shipped_edge.cases[case_id].diagnosis
