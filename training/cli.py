@@ -82,6 +82,7 @@ def classify(
                                           "timm name (from scratch).")] = "efficientnet-lite0",
     only_folds: Annotated[str | None, typer.Option(help="Run only these folds, e.g. 3,4 (one process per "
                                                    "core; join with 'train merge-folds').")] = None,
+    cache_only: Annotated[bool, typer.Option(help="Only write the cached views to --cache-file.")] = False,
     views: Annotated[int, typer.Option(min=1, help="Cached views per image (1 plain + augmented).")] = 6,
     epochs: Annotated[int, typer.Option(min=1)] = 12,
     lr: float = 1e-3,
@@ -119,7 +120,8 @@ def classify(
                               max_folds=max_folds, final_only=final_only,
                               synthetic_ratio=synthetic_ratio, gan_dir=gan_dir, box_loss=box_loss,
                               backbone=backbone,
-                              only_folds=[int(f) for f in only_folds.split(",")] if only_folds else None)
+                              only_folds=[int(f) for f in only_folds.split(",")] if only_folds else None,
+                              cache_only=cache_only)
     request.extra_labelled = tuple(extra_labelled or ())
     run_classify(request, console)
 

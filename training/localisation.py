@@ -10,8 +10,9 @@ image would score: the area the boxes cover.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,7 @@ def write_localisation_report(results: list[Pointing], out: Path, data_root: Pat
     out.mkdir(parents=True, exist_ok=True)
     md = out / "localisation.md"
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "localisation.json").write_text(json.dumps([asdict(r) for r in results]) + "\n", encoding="utf-8")
     png = out / "localisation.png"
     _examples(results, png, data_root)
     return [md, png]

@@ -61,6 +61,8 @@ class ClassifyRequest:
     """GANs per fold (``fold<K>``) and on all images (``all``) for ``synthetic_ratio``."""
     box_loss: float = 0.0
     """Weight of the radiologist-box attention loss (0 = image labels only)."""
+    cache_only: bool = False
+    """Only compute (and save to ``cache_file``) the cached views."""
     only_folds: list[int] | None = None
     """Run only these folds of the split (several processes, then ``train merge-folds``)."""
     extra_labelled: tuple[Path, ...] = ()
@@ -118,6 +120,9 @@ def run_classify(request: ClassifyRequest, console: Console) -> dict[str, object
             torch.save({"key": key, "cache": cache}, request.cache_file)
     cache_s = time.perf_counter() - started
     report(f"cache {tuple(cache.shape)} in {cache_s:.0f} s")
+    if request.cache_only:
+        report(f"cached views written to {request.cache_file}")
+        return {"cache_seconds": cache_s}
     masks = _box_masks(dataset, model, cache) if config.box_loss > 0 else None
     if masks is not None:
         report(f"box supervision (weight {config.box_loss:g}): "

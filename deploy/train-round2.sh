@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Model round 2 in one command: the shipped recipe (A) and the radiologist-box
+# loss (B) on the same 5 patient-wise folds, the backbone comparison, the paired
+# comparison, per-fold calibration, the pointing game, the operating points and
+# the export of the run the pre-registered rule picks (docs/model-round2/preregistered.md).
+# Runs on a GPU when torch sees one (the device tool's machine: under 10 minutes)
+# and on the CPU otherwise (hours on 2 cores; there the folds of each run go
+# side by side, one single-threaded process per core, joined by 'train merge-folds').
+# Everything it makes lands in runs/round2/ and, when $OUT is set (the device
+# tool's result folder), is copied there too; the manifest records the command.
+# Usage: deploy/train-round2.sh [VERSION]   (default 1.2.0)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+version="${1:-1.2.0}"
+[ -x .venv/bin/goldenhour ] || deploy/bootstrap.sh test
+gh=.venv/bin/goldenhour
+root=runs/round2
+cache="$root/cache-384.pt"
+mkdir -p "$root"
+common=(--cache-file "$cache" --distill 0.5)
+gpu=$(.venv/bin/python -c 'import torch; print(int(torch.cuda.is_available()))')
+
+cv() {  # cv NAME EXTRA...: the 5 folds of one run
+  local name="$1"; shift
+  if [ "$gpu" = 1 ]; then
+    "$gh" train classify --out "$root/$name" "${common[@]}" --no-final "$@"
+  else
+    OMP_NUM_THREADS=1 "$gh" train classify --out "$root/$name-p1" "${common[@]}" --no-final --only-folds 0,1,2 "$@" &
+    OMP_NUM_THREADS=1 "$gh" train classify --out "$root/$name-p2" "${common[@]}" --no-final --only-folds 3,4 "$@"
+    wait
+    "$gh" train merge-folds --part "$root/$name-p1" --part "$root/$name-p2" --out "$root/$name" --cache-file "$cache"
+  fi
+}
+
+# the cache first (one process writes it, the others read it)
+"$gh" train classify --out "$root/cache-only" "${common[@]}" --cache-only
+cv a
+cv b --box-loss 0.5
+"$gh" train compare-runs --run "$root/a" --run "$root/b" --label "A: 1.1.0's recipe" \
+  --label "B: + box loss 0.5" --out "$root/round2.md"
+for run in a b; do
+  "$gh" train calibrate-folds --run "$root/$run" --cache-file "$cache"
+  "$gh" train evaluate-localisation --run "$root/$run"
+done
+"$gh" train compare --backbones efficientnet-lite0,efficientnet-lite1,efficientnet-lite2 --size 384 \
+  --views 2 --epochs 8 --out "$root/backbones"
+pick=$(.venv/bin/python -m training.round2_rule "$root/a" "$root/b")
+echo "pre-registered rule picks run $pick"
+"$gh" train classify --out "$root/$pick" "${common[@]}" $([ "$pick" = b ] && echo --box-loss 0.5) --final-only
+"$gh" train operating-points --run "$root/$pick" --specificity 0.90 --specificity-for Pneumothorax=0.95
+"$gh" train evaluate --run "$root/$pick"
+"$gh" train export --run "$root/$pick" --name chest-effnetlite0 --version "$version"
+if [ -n "${OUT:-}" ]; then
+  mkdir -p "$OUT/models" "$OUT/runs"
+  cp -r models/manifest.json models/chest-effnetlite0 "$OUT/models/"
+  find "$root" -maxdepth 2 \( -name '*.md' -o -name '*.json' -o -name '*.csv' -o -name '*.png' \) \
+    -exec cp --parents {} "$OUT/runs/" \;
+fi

@@ -1,0 +1,46 @@
+"""The pre-registered shipping rule of model round 2, applied to made-up runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn", reason="the train extra is not installed")
+
+from shared.findings import FINDINGS  # noqa: E402
+from training.round2_rule import decide  # noqa: E402
+
+
+def _run(folder: Path, logits: np.ndarray, labels: np.ndarray, hits: list[bool]) -> Path:
+    folder.mkdir()
+    with (folder / "oof.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "patient", "source", "fold", *[f"label_{f}" for f in FINDINGS],
+                         *[f"logit_{f}" for f in FINDINGS]])
+        for i, (y, z) in enumerate(zip(labels, logits, strict=True)):
+            writer.writerow([f"{i:08d}_000.png", i, "x", i % 5, *y.tolist(), *[f"{v:.6f}" for v in z]])
+    (folder / "localisation.json").write_text(json.dumps(
+        [{"image": f"{i:08d}_000.png", "finding": "Effusion", "hit": h} for i, h in enumerate(hits)]))
+    return folder
+
+
+def test_b_ships_only_when_it_points_better_and_is_not_shown_worse(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    labels = (rng.random((300, 14)) < 0.3).astype(int)
+    good = labels * 2.0 + rng.normal(0, 1, labels.shape)
+    worse = labels * 0.5 + rng.normal(0, 1, labels.shape)
+    a = _run(tmp_path / "a", good, labels, [True] * 10 + [False] * 20)
+    b_better_points = _run(tmp_path / "b", good + rng.normal(0, 0.01, labels.shape), labels,
+                           [True] * 15 + [False] * 15)
+    verdict = decide(a, b_better_points, rounds=40)
+    assert verdict.pick == "b" and verdict.pointing_b > verdict.pointing_a
+    assert verdict.difference_ci95[0] < 0 < verdict.difference_ci95[1]
+    b_worse_auc = _run(tmp_path / "c", worse, labels, [True] * 30)
+    verdict = decide(a, b_worse_auc, rounds=40)
+    assert verdict.pick == "a" and verdict.difference_ci95[1] < 0
+    b_no_better_points = _run(tmp_path / "d", good, labels, [True] * 10 + [False] * 20)
+    assert decide(a, b_no_better_points, rounds=40).pick == "a"
