@@ -265,9 +265,6 @@ def test_the_shipped_model_on_real_xrays_from_the_crew_page_to_the_er(
     _shot(crew, "real-crew-diagnosis")
 
 
-@pytest.mark.xfail(strict=True, reason="the crew page's Content-Security-Policy (default-src 'self', no "
-                   "style-src) blocks the inline style attributes that place the heat maps' peak markers "
-                   "and boxes: they all land at the frame's bottom-left corner (reported to the lead)")
 def test_the_crew_page_marks_the_peak_and_box_where_the_model_put_them(
         data_folder: Path, shipped_edge: EdgeAgent, crew_url: str, open_page: Any) -> None:
     page = open_page()

@@ -18,6 +18,20 @@
       .catch(function () { /* the page itself is local; try again */ })
       .then(function () { window.setTimeout(poll, 2000); });
   }
+  // Positions of heat-map peaks and boxes come as data attributes, set here: the page's
+  // Content-Security-Policy (no inline styles) would drop style="..." in the markup.
+  function place(root) {
+    root.querySelectorAll("[data-place]").forEach(function (node) {
+      var v = node.getAttribute("data-place").split(" ");
+      node.style.left = v[0] + "%"; node.style.top = v[1] + "%";
+      if (v.length === 4) { node.style.width = v[2] + "%"; node.style.height = v[3] + "%"; }
+    });
+    root.querySelectorAll("[data-aspect]").forEach(function (node) {
+      node.style.aspectRatio = node.getAttribute("data-aspect");
+    });
+  }
+  place(document);
+  new MutationObserver(function () { place(document); }).observe(document.body, {childList: true, subtree: true});
   if (document.querySelector("[data-live]")) { window.setTimeout(poll, 1000); }
   var unknown = document.getElementById("name-unknown");
   var name = document.getElementById("name");
