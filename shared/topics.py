@@ -24,6 +24,7 @@ from shared.messages.payloads import (
     DispatchAlertV1,
     ErDecisionV1,
     ImageChunkV1,
+    IntakeV1,
     OfferV1,
     Payload,
     PositionV1,
@@ -103,6 +104,11 @@ AMBULANCE_POSITION = _spec(
     "ambulance_position", "ambulance/{ambulance_id}/position", PositionV1, 0, False, "edge",
     "hub", "position every few seconds; a lost one is replaced by the next",
 )
+AMBULANCE_INTAKE = _spec(
+    "ambulance_intake", "ambulance/{ambulance_id}/intake", IntakeV1, 1, True, "edge", "hub",
+    "images diagnosed and refused (not a chest X-ray, unusable file) per model, cumulative; "
+    "retained, sent when the counts change",
+)
 CASE_DIAGNOSIS = _spec(
     "case_diagnosis", "ambulance/{ambulance_id}/case/{case_id}/diagnosis", DiagnosisV1, 1,
     False, "edge", "hub", "the AI result of one X-ray, with a thumbnail",
@@ -152,6 +158,7 @@ HUB_STATUS = _spec(
 TOPICS: tuple[TopicSpec, ...] = (
     AMBULANCE_STATUS,
     AMBULANCE_POSITION,
+    AMBULANCE_INTAKE,
     CASE_DIAGNOSIS,
     CASE_DECISION,
     CASE_IMAGE,

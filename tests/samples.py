@@ -19,7 +19,9 @@ from shared.messages import (
     FindingScore,
     ImageChunkV1,
     ImageInfo,
+    IntakeV1,
     ModelInfo,
+    ModelIntake,
     OfferSummary,
     OfferV1,
     Patient,
@@ -82,6 +84,9 @@ def all_payloads() -> list[Payload]:
         ImageChunkV1(ambulance_id="amb-1", image_sha256="cd" * 32, media_type="application/dicom",
                      total_bytes=10, index=0, count=1,
                      sha256=hashlib.sha256(b"0123456789").hexdigest(), data=b"0123456789"),
+        IntakeV1(since=T0, models=[ModelIntake(model_name="chest-effnetlite0", model_version="1.0",
+                                               diagnosed=40, refused_not_chest=3,
+                                               refused_unreadable=1)]),
     ]
 
 

@@ -344,6 +344,36 @@ class StatusV1(Payload):
     software_version: str
 
 
+MAX_COUNT = 2**31 - 1
+"""Largest image count: what a 32-bit signed integer column holds."""
+
+
+class ModelIntake(_Model):
+    """One model's image intake on an edge: images diagnosed and images refused."""
+
+    model_name: str = Field(max_length=64)
+    model_version: str = Field(max_length=32)
+    diagnosed: int = Field(ge=0, le=MAX_COUNT)
+    """Images diagnosed and queued as a case."""
+    refused_not_chest: int = Field(ge=0, le=MAX_COUNT)
+    """Refused as not a frontal chest radiograph: the out-of-distribution guard,
+    another body part or modality, a lateral view."""
+    refused_unreadable: int = Field(ge=0, le=MAX_COUNT)
+    """Refused as an unusable file: corrupt, unsupported, blank, too small or
+    large, no pixel data, or a synthetic image."""
+
+
+class IntakeV1(Payload):
+    """Ambulance -> hub: the edge's cumulative image intake per model since
+    ``since`` (kept across restarts); retained, the latest counts replace the earlier."""
+
+    SCHEMA: ClassVar[str] = "intake"
+    VERSION: ClassVar[int] = 1
+
+    since: AwareDatetime
+    models: list[ModelIntake] = Field(max_length=32)
+
+
 class PositionV1(Payload):
     """Ambulance -> hub: where the ambulance is now."""
 
@@ -378,4 +408,5 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     StatusV1,
     PositionV1,
     CapacityV1,
+    IntakeV1,
 )

@@ -37,6 +37,8 @@ from shared.messages import (
     CaseUpdateV1,
     ErDecisionV1,
     ImageChunkV1,
+    IntakeV1,
+    ModelIntake,
     OfferSummary,
     Patient,
     Payload,
@@ -53,7 +55,7 @@ from tests.images import chest_like
 from tests.unit.test_offer_flow import World
 
 HUB_EXAMPLES = 500
-"""Per hub handler (7 handlers: 3,500 in all) in the normal run; ``--fuzz-long``: 100,000 each."""
+"""Per hub handler (8 handlers: 4,000 in all) in the normal run; ``--fuzz-long``: 100,000 each."""
 EDGE_EXAMPLES = 750
 """Per edge handler (2 handlers: 1,500 in all)."""
 EDGE_ID = "amb-7"
@@ -199,6 +201,12 @@ def _hub_family(key: str, arena: Arena) -> Family:
             lambda ids: [StatusV1(role="edge", state=state, software_version="0.1.0")
                          for state in ("online", "offline")],
             {"ambulance_id": amb}),
+        "ambulance_intake": Family(
+            topics.AMBULANCE_INTAKE,
+            lambda ids: [IntakeV1(since=samples.T0, models=[ModelIntake(
+                model_name="chest", model_version="1.0", diagnosed=9, refused_not_chest=1,
+                refused_unreadable=0)]), IntakeV1(since=samples.T0, models=[])],
+            {"ambulance_id": amb}),
         "er_capacity": Family(
             topics.ER_CAPACITY,
             lambda ids: [CapacityV1(er_beds_free=3, icu_beds_free=1),
@@ -218,7 +226,8 @@ def _edge_family(key: str, arena: Arena) -> Family:
 
 
 HUB_SPECS = [topics.CASE_DIAGNOSIS, topics.ER_DECISION, topics.CASE_UPDATE, topics.CASE_IMAGE,
-             topics.AMBULANCE_POSITION, topics.AMBULANCE_STATUS, topics.ER_CAPACITY]
+             topics.AMBULANCE_POSITION, topics.AMBULANCE_STATUS, topics.AMBULANCE_INTAKE,
+             topics.ER_CAPACITY]
 EDGE_SPECS = [topics.CASE_DECISION, topics.CASE_STATUS]
 
 

@@ -111,6 +111,7 @@ def test_acl_is_derived_from_the_topic_contract() -> None:
     assert amb == {
         "goldenhour/v1/ambulance/amb-1/status": "write",
         "goldenhour/v1/ambulance/amb-1/position": "write",
+        "goldenhour/v1/ambulance/amb-1/intake": "write",
         "goldenhour/v1/ambulance/amb-1/case/+/diagnosis": "write",
         "goldenhour/v1/ambulance/amb-1/case/+/image": "write",
         "goldenhour/v1/ambulance/amb-1/case/+/update": "write",
@@ -136,7 +137,8 @@ def test_every_allowed_flow_works(connect: Callable[..., PahoCommunicator]) -> N
               for spec in (topics.CASE_DIAGNOSIS, topics.CASE_IMAGE, topics.CASE_UPDATE,
                            topics.AMBULANCE_POSITION, topics.ER_DECISION)}
     hub_in |= {spec.key: listen(hub, spec.subscription())
-               for spec in (topics.AMBULANCE_STATUS, topics.ER_CAPACITY, topics.ER_STATUS)}
+               for spec in (topics.AMBULANCE_STATUS, topics.AMBULANCE_INTAKE, topics.ER_CAPACITY,
+                            topics.ER_STATUS)}
     amb_in = {spec.key: listen(amb, spec.subscription(ambulance_id="amb-1"))
               for spec in (topics.CASE_DECISION, topics.CASE_STATUS)}
     amb_in["hub_status"] = listen(amb, topics.HUB_STATUS.subscription())
@@ -144,8 +146,8 @@ def test_every_allowed_flow_works(connect: Callable[..., PahoCommunicator]) -> N
              "hub_status": listen(er, topics.HUB_STATUS.subscription())}
 
     sent: dict[str, list[tuple[PahoCommunicator, str]]] = {"hub": [], "amb": [], "er": []}
-    for spec in (topics.AMBULANCE_STATUS, topics.AMBULANCE_POSITION, topics.CASE_DIAGNOSIS,
-                 topics.CASE_IMAGE, topics.CASE_UPDATE):
+    for spec in (topics.AMBULANCE_STATUS, topics.AMBULANCE_POSITION, topics.AMBULANCE_INTAKE,
+                 topics.CASE_DIAGNOSIS, topics.CASE_IMAGE, topics.CASE_UPDATE):
         ids = {"ambulance_id": "amb-1", "case_id": CASE}
         topic = spec.topic(**{name: ids[name] for name in spec.placeholders})
         amb.publish(topic, spec.key.encode(), qos=spec.qos, retain=spec.retain)

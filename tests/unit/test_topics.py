@@ -11,7 +11,7 @@ from shared import topics
 from shared.cli import topic_table_markdown
 from shared.errors import TopicMismatch
 from shared.ids import Identifier
-from shared.messages import CapacityV1, StatusV1
+from shared.messages import CapacityV1, IntakeV1, StatusV1
 
 
 class StatusV1Holder(BaseModel):
@@ -33,7 +33,7 @@ def test_every_topic_is_versioned_and_unique() -> None:
 
 
 def test_events_are_never_retained_and_cases_use_qos1() -> None:
-    state = {StatusV1, CapacityV1}
+    state = {StatusV1, CapacityV1, IntakeV1}
     for spec in topics.TOPICS:
         if spec.payload not in state:
             assert not spec.retain, spec.key
