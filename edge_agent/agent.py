@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.chunks import MEDIA_TYPES, image_chunks
+from edge_agent.intake import IntakeReporter, IntakeTally, refusal_outcome
 from edge_agent.metrics import EdgeMetrics
 from edge_agent.outbox import Outbox, OutboxFull, OutboxSender, Pending
 from edge_agent.pipeline import DiagnosisPipeline, build_pipeline
@@ -113,6 +114,13 @@ class EdgeAgent:
                                    connected=lambda: self.communicator.connected,
                                    model=self._model)
         """Prometheus metrics (served at /metrics on the crew page)."""
+        # Only the ambulance's voice counts intake: a one-shot sender shares its state folder.
+        self.intake = IntakeTally(settings.state_dir / f"intake-{self.ambulance_id}.json") \
+            if announce else None
+        """Images diagnosed and refused per model, published retained on ambulance/{id}/intake."""
+        self._intake_reporter = IntakeReporter(
+            self.messenger, self.ambulance_id, self.intake,
+            lambda: self.communicator.connected) if self.intake is not None else None
 
     @property
     def pipeline(self) -> DiagnosisPipeline:
@@ -134,6 +142,8 @@ class EdgeAgent:
             self._position_thread = threading.Thread(target=self._report_position,
                                                      name="edge-position", daemon=True)
             self._position_thread.start()
+        if self._intake_reporter is not None:
+            self._intake_reporter.start()
         count, size = self.outbox.pending()
         logger.info("edge agent started", extra={
             "ambulance_id": self.ambulance_id, "model": self.pipeline.classifier.info.name,
@@ -144,6 +154,8 @@ class EdgeAgent:
         self._stop.set()
         if self._position_thread:
             self._position_thread.join(timeout=5)
+        if self._intake_reporter is not None:
+            self._intake_reporter.stop()
         self.sender.stop()
         self.communicator.stop()
         self.outbox.close()
@@ -161,8 +173,10 @@ class EdgeAgent:
         with case_context(case_id):  # every log line of this diagnosis names the case
             try:
                 record = self._submit(case_id, path, patient)
-            except InputImageError:
+            except InputImageError as exc:
                 self.metrics.count_submission("unusable_image")
+                if self.intake is not None:
+                    self.intake.count(*self._model(), refusal_outcome(exc))
                 raise
             except OutboxFull:
                 self.metrics.count_submission("outbox_full")
@@ -171,6 +185,8 @@ class EdgeAgent:
                 self.metrics.count_submission("failed")
                 raise
         self.metrics.count_submission("queued", record.triage_level)
+        if self.intake is not None and record.diagnosis is not None:
+            self.intake.count(record.diagnosis.model.name, record.diagnosis.model.version, "diagnosed")
         return record
 
     def _submit(self, case_id: str, path: Path, patient: Patient | None) -> CaseRecord:
