@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -14,7 +15,7 @@ from hospital_hub.images import ImageStore
 from hospital_hub.live import CapacityError, LiveState
 from shared import topics
 from shared.errors import GoldenhourError, NotFound
-from shared.messages import Envelope
+from shared.messages import Envelope, IntakeV1
 from shared.mqtt import Messenger
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,8 @@ DeadLetter = Callable[[str, Envelope[Any], str], None]
 """Keeps a message that could not be applied: (topic key, envelope, error)."""
 Refused = Callable[[str, str], None]
 """Counts a message refused on purpose, not a fault: (topic key, reason)."""
+IntakeRecorder = Callable[[str, IntakeV1, datetime], object]
+"""Stores an edge's image intake counts: (ambulance id, counts, sent at)."""
 
 RETRY_DELAYS_S = (0.1, 0.5, 2.0, 5.0)
 """Waits between attempts when the database fails transiently (about 8 s in all)."""
@@ -41,11 +44,13 @@ def subscribe_handlers(
     dead_letter: DeadLetter,
     share_group: str | None = None,
     refused: Refused | None = None,
+    intake: IntakeRecorder | None = None,
 ) -> None:
     """Subscribe the hub's handlers; ``after_change`` runs after each applied
     case message (the runtime flushes the outbox there); ``refused`` counts
     messages refused on purpose (a decision on a case never offered to that
-    ER, more free beds than the registry has): a warning, never a dead letter.
+    ER, more free beds than the registry has): a warning, never a dead letter;
+    ``intake`` stores the image intake counts an edge reports.
 
     Events go through the shared subscription (one worker handles each);
     retained state (statuses, capacity) goes to every worker, because a
@@ -94,6 +99,10 @@ def subscribe_handlers(
         live.ambulance_status(ids["ambulance_id"], envelope.payload.state == "online",
                               envelope.sent_at)
 
+    def ambulance_intake(envelope: Envelope[Any], ids: dict[str, str]) -> None:
+        if intake is not None:
+            intake(ids["ambulance_id"], envelope.payload, envelope.sent_at)
+
     def ambulance_position(envelope: Envelope[Any], ids: dict[str, str]) -> None:
         live.ambulance_position(ids["ambulance_id"], envelope.payload.position, envelope.sent_at)
 
@@ -106,6 +115,7 @@ def subscribe_handlers(
             handler = _waiting_for_case(handler)
         messenger.on(spec, _guarded(spec.key, handler, dead_letter), share_group=share_group)
     for spec, handler in ((topics.AMBULANCE_STATUS, ambulance_status),
+                          (topics.AMBULANCE_INTAKE, ambulance_intake),
                           (topics.ER_CAPACITY, capacity)):
         messenger.on(spec, _guarded(spec.key, handler, dead_letter))
 

@@ -29,6 +29,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "verdict.read_only": ("read-only: only this ER's doctors and admins judge",
                           "읽기 전용: 이 응급실 의사와 관리자만 판정합니다"),
     "perf.title": ("Model performance in the field", "현장 모델 성능"),
+    "perf.link": ("model performance", "모델 성능"),
     "perf.not_validation": ("Figures from ER verdicts on live cases, not a clinical validation.",
                             "실제 사례에 대한 응급실 판정에서 나온 수치이며 임상 검증이 아닙니다."),
     "perf.definitions": ("What is counted", "집계 기준"),
@@ -66,10 +67,25 @@ STRINGS: dict[str, tuple[str, str]] = {
     "perf.ppv": ("PPV", "양성 예측도"),
     "perf.sensitivity": ("Sensitivity", "민감도"),
     "perf.refusals": ("Images refused as not a chest X-ray", "흉부 X선이 아니어서 거부된 영상"),
-    "perf.refusals_text": ("Not known here: an ambulance does not tell the hub about images it "
-                           "refused. Each ambulance counts them in its own metrics "
-                           "(goldenhour_edge_diagnoses_total, outcome unusable_image).",
-                           "여기서는 알 수 없습니다: 구급차는 거부한 영상을 허브에 알리지 않습니다. "
-                           "각 구급차의 지표(goldenhour_edge_diagnoses_total, outcome unusable_image)에 "
-                           "집계됩니다."),
+    "perf.refusals_text": ("Each ambulance reports, per model, the images it diagnosed and the "
+                           "ones it refused; the table shows its latest report (cumulative since "
+                           "it began counting). Refusal rate = refused as not a chest X-ray / "
+                           "(diagnosed + refused as not a chest X-ray), with counts and a Wilson "
+                           "95% interval. Not a chest X-ray: the out-of-distribution guard, "
+                           "another body part, a lateral or turned view. Unusable files (corrupt, "
+                           "blank, unsupported) are counted beside it, not in it.",
+                           "각 구급차는 모델별로 진단한 영상과 거부한 영상 수를 보고하며, 표는 최신 보고"
+                           "(집계 시작 이후 누적)를 보여 줍니다. 거부율 = 흉부 X선 아님으로 거부 / (진단 + "
+                           "흉부 X선 아님으로 거부)이며 건수와 Wilson 95% 구간을 함께 표시합니다. 흉부 X선 "
+                           "아님: 분포 밖 영상 판별, 다른 신체 부위, 측면 또는 돌아간 영상. 사용할 수 없는 "
+                           "파일(손상, 빈 영상, 미지원)은 따로 집계하며 거부율에 넣지 않습니다."),
+    "perf.ambulances": ("Ambulances", "구급차 수"),
+    "perf.diagnosed": ("Diagnosed", "진단"),
+    "perf.refused_not_chest": ("Refused: not a chest X-ray", "거부: 흉부 X선 아님"),
+    "perf.refused_unreadable": ("Refused: unusable file", "거부: 사용할 수 없는 파일"),
+    "perf.refusal_rate": ("Refusal rate (not a chest X-ray)", "거부율 (흉부 X선 아님)"),
+    "perf.counted_since": ("Counted since", "집계 시작"),
+    "perf.last_report": ("Last report", "최근 보고"),
+    "perf.no_intake": ("No ambulance has reported its image counts yet.",
+                       "아직 영상 건수를 보고한 구급차가 없습니다."),
 }

@@ -489,4 +489,5 @@ class AccessLogPublic(AccessLogBase):
 
 
 CasePublic.model_rebuild()
+from hospital_hub import intake_models as _intake_models  # noqa: E402,F401  (registers its table)
 from hospital_hub import verdict_models as _verdict_models  # noqa: E402,F401  (registers its tables)

@@ -4,11 +4,8 @@ ambulance), and the drift of each device's predicted probabilities against
 the validation distribution the model's manifest entry ships
 (``reference_histogram``), with one dispatch alert per device and window.
 
-The hub does not learn of the images an edge refused as not a chest
-radiograph: the edge counts them in its own metrics
-(``goldenhour_edge_diagnoses_total{outcome="unusable_image"}``, which also
-counts unreadable files) and sends
-nothing, so the refusal rate is not computed here (see docs/field-performance.md).
+The share of images each edge refused as not a chest radiograph comes from
+the counts the edges report (:mod:`hospital_hub.intake`).
 """
 
 from __future__ import annotations

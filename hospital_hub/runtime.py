@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -14,6 +15,7 @@ from hospital_hub.cases import CaseService
 from hospital_hub.db import make_engine, migrate, session_scope
 from hospital_hub.handlers import subscribe_handlers
 from hospital_hub.images import ImageStore
+from hospital_hub.intake import record_intake
 from hospital_hub.live import LiveState
 from hospital_hub.metrics import HubMetrics, MeasuredCaseService, MeasuredMessenger
 from hospital_hub.models import DeadLetter
@@ -74,7 +76,8 @@ class HubRuntime:
         import_registry(self.engine, self.settings.registry_csv)
         subscribe_handlers(self.messenger, self.cases, self.live, self.images,
                            self.outbox.flush, self._dead_letter,
-                           share_group=self.settings.share_group, refused=self._refused)
+                           share_group=self.settings.share_group, refused=self._refused,
+                           intake=functools.partial(record_intake, self.engine))
         self.communicator.start(wait=wait)
         self._stop.clear()
         self._thread = threading.Thread(target=self._housekeeping, name="hub-housekeeping",

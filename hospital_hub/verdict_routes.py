@@ -4,8 +4,8 @@
   token) and signed-in users; only the doctors and integrations of an ER the
   case was offered to, and admins, may judge; dispatchers read.
 - ``POST /er/{hospital_id}/cases/{case_id}/verdict``: the case view's form.
-- ``GET /performance`` and ``GET /api/performance``: PPV, sensitivity and
-  drift, for dispatchers and admins.
+- ``GET /performance`` and ``GET /api/performance``: PPV, sensitivity,
+  drift and the edges' refusal rate, for dispatchers and admins.
 
 :func:`install` adds them, the case view's verdict panel and the Prometheus
 gauges to an app (``api.create_app`` calls it).
@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from hospital_hub import performance, verdicts
+from hospital_hub import intake, performance, verdicts
 from hospital_hub.api import (
     TEMPLATES,
     CaseReader,
@@ -124,15 +124,15 @@ def get_performance(user: Overseer, session: SessionDep) -> dict[str, Any]:
     """PPV and sensitivity per finding from the ER verdicts (per model version,
     and per model version and ambulance) with counts and Wilson 95% intervals,
     each device's drift (PSI per finding against the model's validation
-    distribution) and the drift alerts; see docs/field-performance.md."""
+    distribution), the drift alerts, and the share of images each model version and
+    ambulance refused as not a chest radiograph (from the edges' reported counts,
+    Wilson 95% intervals); see docs/field-performance.md."""
     return {**performance.field_performance(session),
             "drift": [_drift_row(d) for d in performance.device_drift(
                 session, performance.manifest_references())],
             "alerts": [DriftAlertPublic.model_validate(a).model_dump(mode="json")
                        for a in _alerts(session)],
-            "refusals": None,
-            "refusals_note": "the hub is not told of images an edge refused; see each "
-                             "ambulance's goldenhour_edge_diagnoses_total{outcome='unusable_image'}",
+            "refusals": intake.refusal_figures(session),
             "thresholds": {"window": performance.WINDOW, "min_cases": performance.MIN_CASES,
                            "psi_alert": performance.PSI_ALERT}}
 
@@ -181,3 +181,4 @@ def install(app: FastAPI, runtime: HubRuntime) -> None:
     TEMPLATES.env.globals["verdict_panel"] = verdict_panel
     app.include_router(router)
     runtime.metrics.registry.register(performance.FieldPerformanceCollector(runtime.engine))
+    runtime.metrics.registry.register(intake.IntakeCollector(runtime.engine))
