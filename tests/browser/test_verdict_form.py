@@ -54,10 +54,12 @@ def test_the_doctor_records_a_verdict_and_dispatch_sees_the_figures(
     assert verdict.model_sha256 == TEST_MODEL.sha256 and verdict.hospital_id == er
 
     board = new_page()
-    board.goto(f"{live_hub.url}/performance")
+    board.goto(f"{live_hub.url}/")
     board.fill("#username", "dispatcher")
     board.fill("#password", "correct horse battery")
     board.click("#login button[type=submit]")
+    board.wait_for_url(f"{live_hub.url}/")
+    board.click("#performance-link")  # the dispatch board's header links to the figures
     board.wait_for_url(f"{live_hub.url}/performance")
     row = board.locator(f"#perf-model-1 tr[data-finding='{first}']")
     assert "100% (1/1; 95% CI" in row.locator("td.ppv").inner_text()
