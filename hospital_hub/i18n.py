@@ -135,6 +135,8 @@ STRINGS: dict[str, tuple[str, str]] = {
                           "구급차에서 새 활력 징후로 재평가함"),
     "triage_from_diagnosis": ("from the AI diagnosis (with the vital signs sent with it)",
                               "AI 진단 기준 (함께 보낸 활력 징후 포함)"),
+    "triage_image_only": ("from the AI diagnosis of the image alone (no vital signs yet)",
+                          "영상만으로 한 AI 진단 기준 (아직 활력 징후 없음)"),
     "viewer_help": ("Wheel: zoom · drag: pan · right-drag or shift-drag: window/level",
                     "휠: 확대/축소 · 끌기: 이동 · 오른쪽 끌기 또는 Shift+끌기: 창 너비/중심"),
     "findings": ("AI findings (14)", "AI 소견 (14개)"),

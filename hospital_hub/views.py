@@ -184,13 +184,15 @@ def triage_of(session: Session, case: Case, payload: dict[str, Any]) -> dict[str
             reassessed = (before is not None and before.kind == "vitals"
                           and "placeholder" not in event.detail)
     from_payload = payload.get("triage", {})
+    image_only = not payload.get("vitals")
     if latest is None:
         return {"level": case.triage_level, "label": TRIAGE_LABELS[case.triage_level],
-                "reasons": from_payload.get("reasons", []), "reassessed": False, "at": None}
+                "reasons": from_payload.get("reasons", []), "reassessed": False, "at": None,
+                "image_only": image_only}
     level = latest.detail.get("level", case.triage_level)
     return {"level": level, "label": TRIAGE_LABELS.get(level, case.triage_label),
             "reasons": latest.detail.get("reasons", []), "reassessed": reassessed,
-            "at": latest.at}
+            "at": latest.at, "image_only": image_only and not reassessed}
 
 
 def case_details(session: Session, case: Case) -> dict[str, Any]:

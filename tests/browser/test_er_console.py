@@ -228,8 +228,10 @@ def test_the_case_view_shows_heat_maps_boxes_the_model_and_why_this_triage(
     assert doctor.locator("#placeholder-flag").count() == 0
     reasons = doctor.locator("#reasons li").all_inner_texts()
     assert reasons == sent.triage.reasons
-    assert reasons[0].startswith("Pneumothorax suspected by the AI (0.70, operating point 0.50) -> level 2")
+    assert reasons[0].startswith("Pneumothorax suspected by the AI (0.70, operating point 0.50; measured out "
+                                 "of fold: sensitivity 55%, specificity 95%) -> level 2")
     assert doctor.get_attribute("#triage-source", "data-reassessed") == "false"
+    assert "image alone (no vital signs yet)" in doctor.inner_text("#triage-source")  # none were sent
 
     # the viewer lays a finding's heat map over the X-ray
     assert doctor.locator("#toggle-heatmap").is_enabled()
