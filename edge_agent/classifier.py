@@ -58,6 +58,11 @@ class ModelClassifier:
         """The shipped operating threshold per finding."""
         return dict(self._thresholds)
 
+    def region_sources(self) -> dict[Finding, str] | None:
+        """What draws each finding's regions (heat map or detector), when the manifest says."""
+        sources = self.entry.region_sources
+        return None if sources is None else {Finding(k): v for k, v in sources.items()}
+
     def reliability(self) -> dict[Finding, tuple[float, float]]:
         """Measured (sensitivity, specificity) at each operating point, where the manifest has them."""
         return {Finding(p.finding): (p.sensitivity, p.specificity) for p in self.entry.operating_points or []}

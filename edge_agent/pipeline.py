@@ -22,6 +22,7 @@ from edge_agent.heatmap import heat_map, overlay_base, overlay_jpeg
 from edge_agent.imaging import LoadedImage, load_image, thumbnail_jpeg
 from edge_agent.ood import check_chest_radiograph
 from edge_agent.placeholder import PlaceholderClassifier
+from edge_agent.regions import select_regions
 from edge_agent.settings import PLACEHOLDER, EdgeSettings
 from edge_agent.triage import assess
 from shared.errors import InputImageError
@@ -53,6 +54,9 @@ class Classifier(Protocol):
     def reliability(self) -> dict[Finding, tuple[float, float]]:
         """Measured (sensitivity, specificity) at each operating point; empty when unknown."""
 
+    def region_sources(self) -> dict[Finding, str] | None:
+        """What draws each finding's regions ("heatmap" or "detector"); None: both."""
+
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """14 probabilities in canonical order for an 8-bit grey image."""
 
@@ -65,6 +69,7 @@ class DiagnosisPipeline:
         self.detector = detector
         self._thresholds = self.classifier.thresholds()
         self._reliability = self.classifier.reliability()
+        self._sources = self.classifier.region_sources()
 
     def run(
         self,
@@ -117,9 +122,10 @@ class DiagnosisPipeline:
             top3 = [FINDINGS[i] for i in order]
         with stage("heatmap"):
             overlays, regions = self._heat_maps(image, prediction, top3)
-        if self.detector is not None:
+        if self.detector is not None and (self._sources is None or "detector" in self._sources.values()):
             with stage("localise"):
                 regions = self.detector.detect(image.pixels)[:32] + regions
+        regions = select_regions(regions, self._sources)
         with stage("triage"):
             level = assess(scores, vitals, placeholder=self.classifier.info.placeholder)
         try:

@@ -33,6 +33,10 @@ class PlaceholderClassifier:
         """The same 0.5 for every finding: there is nothing to calibrate."""
         return {finding: PLACEHOLDER_THRESHOLD for finding in FINDINGS}
 
+    def region_sources(self) -> dict[Finding, str] | None:
+        """No measurement: both sources' regions are shown."""
+        return None
+
     def reliability(self) -> dict[Finding, tuple[float, float]]:
         """None measured: a placeholder has no sensitivity or specificity to state."""
         return {}

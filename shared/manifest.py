@@ -129,6 +129,9 @@ class ModelEntry(_Strict):
     """The predictions the operating points were fitted and measured on."""
     reference_prevalence_source: str | None = None
     reference_histogram: ReferenceHistogram | None = None
+    region_sources: dict[str, Literal["heatmap", "detector"]] | None = None
+    """Per label, what draws its regions: the heat map or the detector, whichever
+    localised better out of fold (``train region-sources``); None: both."""
     metrics: list[Metric] = Field(default_factory=list)
     command: str
     """The exact command that produced the files."""
@@ -151,6 +154,8 @@ class ModelEntry(_Strict):
                     abs(p.threshold - t) > 1e-6 for p, t in zip(self.operating_points, self.thresholds,
                                                                 strict=True)):
                 raise ValueError("thresholds must be the operating points' thresholds")
+        if self.region_sources is not None and not set(self.region_sources) <= set(self.labels):
+            raise ValueError("region_sources names a label the model does not have")
         if self.reference_histogram is not None and len(self.reference_histogram.counts) != n:
             raise ValueError("reference_histogram needs one row of counts per label")
         if self.task == "classifier" and tuple(self.labels) != tuple(str(f) for f in FINDINGS):

@@ -11,7 +11,8 @@ from typing import Any
 from shared.manifest import ModelEntry
 
 CARD_EXTRAS = ("evaluation.md", "roc.png", "comparison.md", "distillation.md", "localisation.md",
-               "localisation.png", "operating-points.md", "round2.md")
+               "localisation.png", "operating-points.md", "round2.md",
+               "region-sources.md")
 
 
 def write_card(folder: Path, entry: ModelEntry, run: Path, report: Any) -> Path:
@@ -86,6 +87,7 @@ to an ambulance population.
 {sections.get('comparison.md', '')}
 {sections.get('distillation.md', '')}
 {sections.get('localisation.md', '')}
+{sections.get('region-sources.md', '')}
 {heat_examples}
 {sections.get('operating-points.md', '')}
 ## Calibration and thresholds

@@ -224,6 +224,9 @@ def _entry(name: str, version: str, config: TrainConfig, summary: dict[str, obje
                    "operating_points_data": points["data"],
                    "reference_prevalence_source": points["reference_prevalence_source"],
                    "reference_histogram": points["reference_histogram"]}
+    sources = run / "region_sources.json"
+    if sources.is_file():  # train region-sources
+        shipped["region_sources"] = json.loads(sources.read_text(encoding="utf-8"))["sources"]
     return ModelEntry(
         name=name, version=version, task="classifier", labels=[str(f) for f in FINDINGS],
         input=InputContract(size=config.size, mean=MEAN, std=STD), files=files, outputs=OUTPUTS,

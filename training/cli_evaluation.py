@@ -1,0 +1,89 @@
+"""``goldenhour train`` commands that turn a run's out-of-fold results into what
+ships: folds joined, folds calibrated, operating points, region sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from training.cli import DataOption, _data_root, app, console, invocation
+
+
+@app.command("operating-points")
+def operating_points(
+    run: Annotated[Path, typer.Option(help="A run folder made by 'train classify' (all folds).")
+                   ] = Path("runs/classifier"),
+    specificity: Annotated[float, typer.Option(min=0.5, max=0.999, help="Target specificity of "
+                                               "every finding's operating point.")] = 0.90,
+    specificity_for: Annotated[list[str] | None, typer.Option(
+        "--specificity-for", help="A finding's own target, e.g. Pneumothorax=0.95 (repeat).")] = None,
+    folder: DataOption = None,
+) -> None:
+    """Operating points at a stated specificity from a run's out-of-fold predictions, with
+    cross-fitted sensitivity, specificity, PPV and NPV (95% patient-bootstrap intervals) and the
+    image-only triage before and after; 'train export' ships them in the manifest."""
+    from training.run_operating_points import run_operating_points
+
+    overrides = {}
+    for item in specificity_for or []:
+        name, _, value = item.partition("=")
+        try:
+            overrides[name.strip()] = float(value)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{item!r}: expected FINDING=SPECIFICITY") from exc
+    try:
+        run_operating_points(run, _data_root(folder), specificity, overrides, console)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    console.print(f"wrote {run / 'operating_points.json'} and {run / 'operating-points.md'}")
+
+@app.command("calibrate-folds")
+def calibrate_folds_command(
+    run: Annotated[Path, typer.Option(help="A run folder made by 'train classify' (with fold models).")
+                   ] = Path("runs/classifier"),
+    cache_file: Annotated[Path | None, typer.Option(help="The run's cached views ('train classify "
+                                                    "--cache-file'), to skip recomputing them.")] = None,
+    folder: DataOption = None,
+) -> None:
+    """Pool out-of-fold predictions without per-fold scale artefacts: each fold model
+    calibrated on its own inner early-stopping slice; writes oof-foldcal.csv, which
+    'train compare-runs' includes."""
+    import torch
+
+    from training.fold_calibration import calibrate_folds
+
+    cache = torch.load(cache_file, weights_only=True)["cache"] if cache_file else None
+    console.print(f"wrote {calibrate_folds(run, _data_root(folder), cache)}")
+
+@app.command("merge-folds")
+def merge_folds_command(
+    part: Annotated[list[Path], typer.Option(help="Run folders that each ran some folds (repeat).")],
+    out: Annotated[Path, typer.Option(help="The joined run folder ('train classify --final-only' next).")],
+    cache_file: Annotated[Path, typer.Option(help="The parts' cached views ('--cache-file').")],
+    folder: DataOption = None,
+) -> None:
+    """Join the folds of one cross-validation run in several processes ('classify
+    --only-folds') into one run folder, re-scoring every held-out image."""
+    import torch
+
+    from training.merge_folds import merge_folds
+
+    summary = merge_folds(part, out, _data_root(folder), torch.load(cache_file, weights_only=True)["cache"],
+                          invocation())
+    console.print(f"joined {len(part)} parts into {out}: out-of-fold mean AUC {summary['oof_mean_auc']:.4f}, "
+                  f"{summary['oof_mean_auc_jrzech']:.4f} on {summary['jrzech_images']} jrzech images")
+
+@app.command("region-sources")
+def region_sources_command(
+    run: Annotated[Path, typer.Option(help="A run folder after 'train evaluate-localisation'.")
+                   ] = Path("runs/classifier"),
+    folder: DataOption = None,
+) -> None:
+    """Per finding, heat map or detector: whichever points into the radiologist's box more
+    often on the fold held out from both; 'train export' ships the choice."""
+    from training.region_sources import measure, write
+
+    console.print(write(measure(run, _data_root(folder)), run).read_text(encoding="utf-8"))
