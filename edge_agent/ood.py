@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from edge_agent.orientation import OrientationParameters, check_orientation, undo
+from edge_agent.orientation import trim_frame as _trim
 from shared.errors import NotChestRadiographError
 
 logger = logging.getLogger(__name__)
@@ -128,21 +129,6 @@ def _resize(array: np.ndarray, size: int) -> np.ndarray:
 def _z(array: np.ndarray) -> np.ndarray:
     centred = array - array.mean()
     return centred / (float(np.sqrt((centred * centred).mean())) + 1e-6)
-
-
-def _trim(image: np.ndarray, flat: float = 0.02, most: float = 0.25) -> np.ndarray:
-    """Cut uniform bands (black or white frames) off the edges, up to ``most`` per side."""
-    rows, cols = image.shape
-    top, bottom, left, right = 0, rows, 0, cols
-    while top < rows * most and image[top, left:right].std() < flat:
-        top += 1
-    while rows - bottom < rows * most and image[bottom - 1, left:right].std() < flat:
-        bottom -= 1
-    while left < cols * most and image[top:bottom, left].std() < flat:
-        left += 1
-    while cols - right < cols * most and image[top:bottom, right - 1].std() < flat:
-        right -= 1
-    return image[top:bottom, left:right]
 
 
 def _layouts(stretched: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

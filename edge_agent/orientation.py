@@ -84,8 +84,8 @@ def _z(array: np.ndarray) -> np.ndarray:
     return centred / (float(centred.std()) + 1e-6)
 
 
-def _trim(image: np.ndarray, flat: float = 0.02, most: float = 0.25) -> np.ndarray:
-    """Cut uniform bands (frames) off the edges, up to ``most`` of each side."""
+def trim_frame(image: np.ndarray, flat: float = 0.02, most: float = 0.25) -> np.ndarray:
+    """Cut uniform bands (black or white frames) off the edges, up to ``most`` of each side."""
     rows, cols = image.shape
     top, bottom, left, right = 0, rows, 0, cols
     while top < rows * most and image[top, left:right].std() < flat:
@@ -104,7 +104,7 @@ def layout(pixels: np.ndarray) -> np.ndarray:
     small = _resize(np.asarray(pixels, np.float32), 128)
     low, high = np.percentile(small, [1, 99])
     small = np.clip((small - low) / max(float(high - low), 1e-6), 0, 1)
-    return _z(_resize(_trim(small), 48))
+    return _z(_resize(trim_frame(small), 48))
 
 
 def _turn_features(big: np.ndarray) -> np.ndarray:

@@ -19,12 +19,12 @@ import csv
 import gzip
 import io
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from shared.findings import FINDINGS, NO_FINDING
+from shared.manifest import OperatingPoint
 
 DEFAULT_SPECIFICITY = 0.90
 FULL_NIH_LABELS = Path("nih-cxr14-labels") / "Data_Entry_2017_v2020.csv.gz"
@@ -56,30 +56,6 @@ def ppv_npv_at(sensitivity: float, specificity: float, prevalence: float) -> tup
     tp, fp = sensitivity * prevalence, (1 - specificity) * (1 - prevalence)
     tn, fn = specificity * (1 - prevalence), (1 - sensitivity) * prevalence
     return (tp / (tp + fp) if tp + fp else float("nan"), tn / (tn + fn) if tn + fn else float("nan"))
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    """One finding's operating point and what it measured out of fold."""
-
-    finding: str
-    target_specificity: float
-    threshold: float
-    positives: int
-    images: int
-    sensitivity: float
-    sensitivity_ci95: tuple[float, float]
-    specificity: float
-    specificity_ci95: tuple[float, float]
-    ppv: float
-    ppv_ci95: tuple[float, float]
-    npv: float
-    npv_ci95: tuple[float, float]
-    reference_prevalence: float
-    ppv_reference: float
-    ppv_reference_ci95: tuple[float, float]
-    npv_reference: float
-    npv_reference_ci95: tuple[float, float]
 
 
 ThresholdRule = Callable[[np.ndarray, np.ndarray, int], float]
@@ -174,4 +150,4 @@ def reference_histogram(probabilities: np.ndarray, bins: int = 10) -> dict[str, 
 
 
 def as_json(points: list[OperatingPoint]) -> list[dict[str, object]]:
-    return [asdict(p) for p in points]
+    return [p.model_dump(mode="json") for p in points]
