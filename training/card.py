@@ -15,7 +15,8 @@ CARD_EXTRAS = ("evaluation.md", "roc.png", "comparison.md", "distillation.md", "
                "region-sources.md")
 
 
-def write_card(folder: Path, entry: ModelEntry, run: Path, report: Any) -> Path:
+def write_card(folder: Path, entry: ModelEntry, run: Path, report: Any,
+               summary_overrides: dict[str, Any] | None = None) -> Path:
     """Write the card and copy the run's evaluation figures beside it."""
     folder.mkdir(parents=True, exist_ok=True)
     sections = {}
@@ -26,7 +27,7 @@ def write_card(folder: Path, entry: ModelEntry, run: Path, report: Any) -> Path:
                 shutil.copyfile(source, folder / name)
             else:
                 sections[name] = source.read_text(encoding="utf-8")
-    summary = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    summary = {**json.loads((run / "run.json").read_text(encoding="utf-8")), **(summary_overrides or {})}
     final_images = summary.get("images_final", summary["images"])
     folds_note = (f" (its first folds only: {summary['images']} images scored)"
                   if summary["images"] != final_images else "")

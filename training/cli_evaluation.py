@@ -87,3 +87,21 @@ def region_sources_command(
     from training.region_sources import measure, write
 
     console.print(write(measure(run, _data_root(folder)), run).read_text(encoding="utf-8"))
+
+
+@app.command("recalibrate")
+def recalibrate_command(
+    run: Annotated[Path, typer.Option(help="A complete cross-validation of the model's recipe, with "
+                                      "'train operating-points' done.")],
+    name: Annotated[str, typer.Option(help="The shipped model's name.")] = "chest-effnetlite0",
+    from_version: Annotated[str, typer.Option(help="Its version now.")] = "1.1.0",
+    version: Annotated[str, typer.Option(help="The new version.")] = "1.1.1",
+    models_dir: Annotated[Path, typer.Option(help="The models folder.")] = Path("models"),
+    replace: Annotated[bool, typer.Option(help="Drop the old entry and move its files.")] = True,
+) -> None:
+    """Ship a classifier's unchanged files as a new version with the calibration, operating
+    points and out-of-fold figures of a complete cross-validation of its recipe."""
+    from training.recalibrate import recalibrate
+
+    entry = recalibrate(run, models_dir, name, from_version, version, invocation(), replace=replace)
+    console.print(f"registered {entry.key} in {models_dir / 'manifest.json'}")
