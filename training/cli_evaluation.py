@@ -63,6 +63,7 @@ def merge_folds_command(
     part: Annotated[list[Path], typer.Option(help="Run folders that each ran some folds (repeat).")],
     out: Annotated[Path, typer.Option(help="The joined run folder ('train classify --final-only' next).")],
     cache_file: Annotated[Path, typer.Option(help="The parts' cached views ('--cache-file').")],
+    partial: Annotated[bool, typer.Option(help="Allow folds no part holds (left unscored).")] = False,
     folder: DataOption = None,
 ) -> None:
     """Join the folds of one cross-validation run in several processes ('classify
@@ -72,7 +73,7 @@ def merge_folds_command(
     from training.merge_folds import merge_folds
 
     summary = merge_folds(part, out, _data_root(folder), torch.load(cache_file, weights_only=True)["cache"],
-                          invocation())
+                          invocation(), partial=partial)
     console.print(f"joined {len(part)} parts into {out}: out-of-fold mean AUC {summary['oof_mean_auc']:.4f}, "
                   f"{summary['oof_mean_auc_jrzech']:.4f} on {summary['jrzech_images']} jrzech images")
 

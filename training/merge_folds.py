@@ -46,8 +46,9 @@ def _best_epochs_from_log(run: Path, folds: list[int]) -> dict[int, int]:
 
 
 def merge_folds(parts: list[Path], out: Path, data_root: Path, cache: torch.Tensor,
-                command: str) -> dict[str, object]:
-    """Join ``parts`` into ``out``; returns the summary written to ``out/run.json``."""
+                command: str, *, partial: bool = False) -> dict[str, object]:
+    """Join ``parts`` into ``out``; returns the summary written to ``out/run.json``.
+    With ``partial``, folds no part holds stay unscored (as ``--max-folds`` leaves them)."""
     summaries = [json.loads((p / "run.json").read_text(encoding="utf-8")) for p in parts]
     config_raw = summaries[0]["config"]
     for part, summary in zip(parts, summaries, strict=True):
@@ -71,6 +72,8 @@ def merge_folds(parts: list[Path], out: Path, data_root: Path, cache: torch.Tens
     for fold in range(k):
         source = next((p for p in parts if (p / f"fold{fold}.pt").is_file()), None)
         if source is None:
+            if partial:
+                continue
             raise ConfigurationError(f"no part holds fold {fold}")
         saved = torch.load(source / f"fold{fold}.pt", weights_only=True)
         held = np.flatnonzero(folds == fold)
@@ -91,6 +94,9 @@ def merge_folds(parts: list[Path], out: Path, data_root: Path, cache: torch.Tens
     result = CvResult(folds, logits, [], 0.0, tta)
     write_oof(out / "oof.csv", dataset, result)
     write_oof(out / "oof-tta.csv", dataset, CvResult(folds, tta, [], 0.0))
+    scored = ~np.isnan(logits[:, 0])
+    dataset = dataset.subset(np.flatnonzero(scored))
+    logits, tta = logits[scored], tta[scored]
     calibration = fit_calibration(logits, dataset.labels)
     jr = np.array([s == JRZECH for s in dataset.sources])
     summary = {**{k_: v for k_, v in summaries[0].items() if k_ != "config"},
