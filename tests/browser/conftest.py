@@ -131,16 +131,19 @@ def same_document(page: Any) -> bool:
 
 
 def send_sample_case(mqtt_settings: MqttSettings, uid: str, suffix: str = "s",
-                     heat_maps: bool = False) -> tuple[str, str]:
+                     heat_maps: bool = False, **changes: Any) -> tuple[str, str]:
     """Publish the sample triage-1 diagnosis (pneumothorax, a box, vitals, a
     patient) as another ambulance near MGH, or with ``heat_maps`` the
-    triage-2 :func:`heat_map_diagnosis`; returns (case id, ambulance id)."""
+    triage-2 :func:`heat_map_diagnosis`, with ``changes`` to its fields;
+    returns (case id, ambulance id)."""
     ambulance_id = f"amb-{uid}-{suffix}"
     case_id = f"20261125T120000Z-{uid}{suffix}"
     sender = PahoCommunicator(mqtt_settings, client_id=f"ui-edge-{uid}-{suffix}")
     sender.start()
     payload = (heat_map_diagnosis(ambulance_id, lat=MGH[0], lon=MGH[1]) if heat_maps
                else samples.diagnosis(ambulance_id=ambulance_id, lat=MGH[0], lon=MGH[1]))
+    if changes:
+        payload = type(payload).model_validate({**dict(payload), **changes})
     envelope = Envelope.wrap(payload, sender=ambulance_id, case_id=case_id)
     sender.publish(topics.CASE_DIAGNOSIS.topic(ambulance_id=ambulance_id, case_id=case_id),
                    encode(envelope))
