@@ -77,22 +77,27 @@ def print_line(console: Console, outcome: Outcome) -> None:
 
 
 def print_detail(console: Console, result: DiagnosisV1) -> None:
-    """The whole report of one image: every finding against its threshold,
+    """The whole report of one image: every finding against its operating point,
     regions, triage and stage timings."""
     model = result.model
     console.print(f"[bold]{result.image.source}[/] ({result.image.format}, {result.image.width}x"
                   f"{result.image.height}) - model {model.name} {model.version}"
                   f"{' [red](PLACEHOLDER)[/]' if model.placeholder else ''}"
                   " - [yellow]not for clinical use[/]")
-    table = Table()
+    table = Table(caption="suspected: the probability reached the finding's operating point; "
+                          "sensitivity / specificity as measured there out of fold on NIH images")
     table.add_column("finding")
     table.add_column("probability", justify="right")
-    table.add_column("threshold", justify="right")
+    table.add_column("operating point", justify="right")
+    table.add_column("sens. / spec.", justify="right")
     table.add_column("")
     for score in sorted(result.findings, key=lambda s: -s.probability):
         status = finding_status(score)
-        table.add_row(str(score.finding), f"{score.probability:.3f}", f"{score.threshold:.3f}",
-                      f"[bold red]{status}[/]" if status else "")
+        measured = (f"{score.sensitivity:.0%} / {score.specificity:.0%}"
+                    if score.sensitivity is not None and score.specificity is not None else "-")
+        # the other probabilities stay visible but muted, so the suspected ones stand out
+        table.add_row(str(score.finding), f"{score.probability:.3f}", f"{score.threshold:.3f}", measured,
+                      f"[bold red]{status}[/]" if status else "", style=None if status else "dim")
     console.print(table)
     console.print("top 3: " + ", ".join(result.top3))
     for region in result.regions:
