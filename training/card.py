@@ -87,6 +87,7 @@ to an ambulance population.
 
 {sections.get('comparison.md', '')}
 {sections.get('distillation.md', '')}
+{sections.get('round2.md', '')}
 {sections.get('localisation.md', '')}
 {sections.get('region-sources.md', '')}
 {heat_examples}

@@ -126,11 +126,11 @@ def confusion_rows(result: Mapping[str, object]) -> list[str]:
 def markdown(result: Mapping[str, object]) -> str:
     triage = result["triage"]
     assert isinstance(triage, dict)
-    lines = ["# Operating points and the image-only triage", "",
+    lines = ["## Operating points and the image-only triage", "",
              f"Rule: {result['rule']}. Data: {result['data']}. Reference prevalence: "
              f"{result['reference_prevalence_source']}. Intervals: 95%, 1,000 patient-bootstrap rounds. "
              "Not for clinical use.", "", *points_table(result["points"]), "",  # type: ignore[arg-type]
-             "## Image-only triage against the label-derived level", "",
+             "### Image-only triage against the label-derived level", "",
              "Both through the edge's rule table (pneumothorax -> 2; effusion, edema, consolidation, "
              "pneumonia -> 3; any other finding -> 4; none -> 5); no vital signs.", "",
              *triage_rows(triage["before"], triage["after"]), "",

@@ -42,8 +42,8 @@ from tests.services import wait_until
 onnx = pytest.importorskip("onnx", reason="building test models needs the onnx package")
 
 NAME = "chest-effnetlite0"
-GOOD = ("1.2.0", "1.5.0", "1.6.0")
-VERSIONS = (*GOOD, "1.3.0", "1.4.0")
+GOOD = ("2.2.0", "2.5.0", "2.6.0")
+VERSIONS = (*GOOD, "2.3.0", "2.4.0")
 runner = CliRunner()
 
 
@@ -101,8 +101,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     shipped_entry = shipped_entry.model_copy(update={"files": [onnx_file]})
     save_manifest(Manifest(models=[shipped_entry]), shipped)
 
-    # The operator's copy: 1.2.0, 1.5.0 and 1.6.0 are the shipped model re-saved
-    # (same weights, new sha256); 1.3.0 is not ONNX at all; 1.4.0 is valid ONNX
+    # The operator's copy: 2.2.0, 2.5.0 and 2.6.0 are the shipped model re-saved
+    # (same weights, new sha256); 2.3.0 is not ONNX at all; 2.4.0 is valid ONNX
     # whose logits are NaN.
     publisher = tmp / "publisher"
     entries = [shipped_entry]
@@ -113,7 +113,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         if version in GOOD:
             model.doc_string = f"goldenhour test release {version}"
             onnx.save(model, str(target))
-        elif version == "1.3.0":
+        elif version == "2.3.0":
             target.write_bytes(os.urandom(4096))
         else:
             _nan_onnx(target)
@@ -188,10 +188,10 @@ def edge(world: World, tmp_path: Path) -> Iterator[Edge]:
 
 
 def _kept_old_model(edge: Edge) -> None:
-    """The edge still runs 1.1.0, its manifest and files untouched, nothing half-installed."""
-    assert edge.diagnose().diagnosis.model.version == "1.1.0"  # type: ignore[union-attr]
-    assert [m.version for m in load_manifest(edge.models).models] == ["1.1.0"]
-    assert sorted(p.name for p in (edge.models / NAME).iterdir()) == ["1.1.0"]
+    """The edge still runs 1.2.0, its manifest and files untouched, nothing half-installed."""
+    assert edge.diagnose().diagnosis.model.version == "1.2.0"  # type: ignore[union-attr]
+    assert [m.version for m in load_manifest(edge.models).models] == ["1.2.0"]
+    assert sorted(p.name for p in (edge.models / NAME).iterdir()) == ["1.2.0"]
     assert not any((edge.models / STAGING).glob("*"))
 
 
@@ -201,7 +201,7 @@ def _new_sha(world: World, version: str) -> str:
 
 def test_a_signed_release_is_swapped_in_between_diagnoses(world: World, edge: Edge) -> None:
     assert edge.updater.check_now().outcome == "no-offer"
-    world.publish("1.2.0")
+    world.publish("2.2.0")
     old = edge.agent.pipeline
     old_sha = old.classifier.info.sha256
 
@@ -221,27 +221,27 @@ def test_a_signed_release_is_swapped_in_between_diagnoses(world: World, edge: Ed
     assert entered.wait(60)
     result = edge.updater.check_now()
     assert result.outcome == "installed", result
-    assert edge.agent.pipeline.classifier.info.version == "1.2.0"
+    assert edge.agent.pipeline.classifier.info.version == "2.2.0"
     proceed.set()
     worker.join(60)
     # ...finishes on the old model; the next one runs on the new one.
     first = results[0].diagnosis
-    assert first is not None and (first.model.version, first.model.sha256) == ("1.1.0", old_sha)
+    assert first is not None and (first.model.version, first.model.sha256) == ("1.2.0", old_sha)
     second = edge.diagnose().diagnosis
     assert second is not None
-    assert (second.model.version, second.model.sha256) == ("1.2.0", _new_sha(world, "1.2.0"))
+    assert (second.model.version, second.model.sha256) == ("2.2.0", _new_sha(world, "2.2.0"))
     # The metrics time the stages of diagnoses on either model and name the one in use.
     metrics = edge.agent.metrics.registry
     assert metrics.get_sample_value("goldenhour_edge_stage_seconds_count", {"stage": "classify"}) == 2
     assert metrics.get_sample_value("goldenhour_edge_diagnosis_seconds_count") == 2
-    assert metrics.get_sample_value("goldenhour_edge_model_info", {"model": NAME, "version": "1.2.0"}) == 1
-    assert metrics.get_sample_value("goldenhour_edge_model_info", {"model": NAME, "version": "1.1.0"}) is None
+    assert metrics.get_sample_value("goldenhour_edge_model_info", {"model": NAME, "version": "2.2.0"}) == 1
+    assert metrics.get_sample_value("goldenhour_edge_model_info", {"model": NAME, "version": "1.2.0"}) is None
     assert np.isclose(second.findings[0].probability, first.findings[0].probability, atol=1e-4)
 
     manifest = load_manifest(edge.models)
-    assert [m.version for m in manifest.models] == ["1.1.0", "1.2.0"]
-    assert (edge.models / NAME / "1.2.0" / "model.onnx").is_file()
-    assert (edge.models / NAME / "1.1.0" / "model.onnx").is_file()  # the previous version stays
+    assert [m.version for m in manifest.models] == ["1.2.0", "2.2.0"]
+    assert (edge.models / NAME / "2.2.0" / "model.onnx").is_file()
+    assert (edge.models / NAME / "1.2.0" / "model.onnx").is_file()  # the previous version stays
     assert not any((edge.models / STAGING).glob("*"))
     assert edge.agent.models.on_probation
     assert edge.updater.check_now().outcome == "skipped"
@@ -251,7 +251,7 @@ def test_a_signed_release_is_swapped_in_between_diagnoses(world: World, edge: Ed
     assert edge.updater.status is not None and edge.updater.status.outcome == "passed"
     assert edge.updater.check_now().outcome == "current"
     # a restarted agent comes up on the new model
-    assert build_pipeline(edge.settings).classifier.info.version == "1.2.0"
+    assert build_pipeline(edge.settings).classifier.info.version == "2.2.0"
 
 
 def _install_and_pass(world: World, edge: Edge, version: str) -> None:
@@ -266,18 +266,18 @@ def test_old_versions_go_only_after_a_newer_one_has_passed(world: World, edge: E
     def on_disk() -> list[str]:
         return sorted(p.name for p in (edge.models / NAME).iterdir())
 
-    _install_and_pass(world, edge, "1.2.0")
-    _install_and_pass(world, edge, "1.5.0")
-    assert on_disk() == ["1.1.0", "1.2.0", "1.5.0"]  # 1.2.0 was running before 1.5.0: kept
-    world.publish("1.6.0")
+    _install_and_pass(world, edge, "2.2.0")
+    _install_and_pass(world, edge, "2.5.0")
+    assert on_disk() == ["1.2.0", "2.2.0", "2.5.0"]  # 2.2.0 was running before 2.5.0: kept
+    world.publish("2.6.0")
     assert edge.updater.check_now().outcome == "installed"
-    assert on_disk() == ["1.1.0", "1.2.0", "1.5.0", "1.6.0"]  # nothing goes during the probation
+    assert on_disk() == ["1.2.0", "2.2.0", "2.5.0", "2.6.0"]  # nothing goes during the probation
     edge.diagnose()
     edge.diagnose()
     assert edge.updater.status is not None and edge.updater.status.outcome == "passed"
-    # 1.2.0 (installed by the updater, older than the previous) goes; the shipped 1.1.0 stays
-    assert on_disk() == ["1.1.0", "1.5.0", "1.6.0"]
-    assert [m.version for m in load_manifest(edge.models).models] == ["1.1.0", "1.5.0", "1.6.0"]
+    # 2.2.0 (installed by the updater, older than the previous) goes; the shipped 1.2.0 stays
+    assert on_disk() == ["1.2.0", "2.5.0", "2.6.0"]
+    assert [m.version for m in load_manifest(edge.models).models] == ["1.2.0", "2.5.0", "2.6.0"]
 
 
 def _flip_signature(path: Path) -> None:
@@ -302,11 +302,11 @@ def test_a_release_that_does_not_verify_is_rejected_before_any_download(
             _cli("keygen", "--out", str(keys))
         rogue = world.tmp / "rogue-release.json"
         _cli("sign", "--key", str(keys / "model-signing.key"), "--out", str(rogue),
-             "--manifest", str(world.publisher / "manifest.json"), "--model", NAME, "--version", "1.2.0")
+             "--manifest", str(world.publisher / "manifest.json"), "--model", NAME, "--version", "2.2.0")
         _cli("publish", "--release", str(rogue), "--hub-dir", str(world.hub_dir),
              "--models-dir", str(world.publisher))
     else:
-        world.publish("1.2.0")
+        world.publish("2.2.0")
         (_flip_signature if attack == "flipped-signature" else _raise_thresholds)(offer)
     result = edge.updater.check_now()
     assert result.outcome == "rejected", result
@@ -320,8 +320,8 @@ def test_a_release_that_does_not_verify_is_rejected_before_any_download(
 
 @pytest.mark.parametrize("damage", ["flipped-byte", "appended"])
 def test_a_file_that_is_not_the_signed_one_is_rejected(world: World, edge: Edge, damage: str) -> None:
-    world.publish("1.2.0")
-    served = world.hub_dir / NAME / "1.2.0" / "model.onnx"
+    world.publish("2.2.0")
+    served = world.hub_dir / NAME / "2.2.0" / "model.onnx"
     data = bytearray(served.read_bytes())
     if damage == "flipped-byte":
         data[len(data) // 2] ^= 0xFF
@@ -335,7 +335,7 @@ def test_a_file_that_is_not_the_signed_one_is_rejected(world: World, edge: Edge,
     assert edge.updater.check_now().outcome == "known-rejected"
 
 
-@pytest.mark.parametrize(("version", "why"), [("1.3.0", "does not load"), ("1.4.0", "self-test")])
+@pytest.mark.parametrize(("version", "why"), [("2.3.0", "does not load"), ("2.4.0", "self-test")])
 def test_a_model_that_fails_its_self_test_is_never_swapped_in(
         world: World, edge: Edge, version: str, why: str) -> None:
     world.publish(version)
@@ -348,7 +348,7 @@ def test_a_model_that_fails_its_self_test_is_never_swapped_in(
 
 
 def test_a_model_that_fails_on_real_diagnoses_is_rolled_back(world: World, edge: Edge) -> None:
-    world.publish("1.2.0")
+    world.publish("2.2.0")
     assert edge.updater.check_now().outcome == "installed"
     new = edge.agent.pipeline
 
@@ -357,7 +357,7 @@ def test_a_model_that_fails_on_real_diagnoses_is_rolled_back(world: World, edge:
 
     new.classifier.infer = broken  # type: ignore[attr-defined]
     record = edge.diagnose()  # diagnosed again on the previous model: the patient is not lost
-    assert record.diagnosis is not None and record.diagnosis.model.version == "1.1.0"
+    assert record.diagnosis is not None and record.diagnosis.model.version == "1.2.0"
     assert edge.updater.status is not None and edge.updater.status.outcome == "rolled-back"
     assert "inference engine crashed" in edge.updater.status.detail
     _kept_old_model(edge)
@@ -376,25 +376,25 @@ def _get(url: str, token: str | None) -> tuple[int, bytes]:
 def test_the_hub_serves_the_offer_to_ambulances_and_only_its_listed_files(world: World, edge: Edge) -> None:
     files = world.url.rsplit("/", 1)[0] + "/files/"
     assert _get(world.url, world.token)[0] == 404  # nothing on offer yet
-    world.publish("1.2.0")
-    (world.hub_dir / NAME / "1.2.0" / "notes.txt").write_text("not in the release")
+    world.publish("2.2.0")
+    (world.hub_dir / NAME / "2.2.0" / "notes.txt").write_text("not in the release")
     assert _get(world.url, None)[0] == 401
     assert _get(world.url, "ghs_not-a-token")[0] == 401
     assert _get(world.url, world.er_token)[0] == 403
     status, body = _get(world.url, world.token)
     assert status == 200 and body == (world.hub_dir / "offer.json").read_bytes()
-    status, body = _get(files + f"{NAME}/1.2.0/model.onnx", world.token)
-    assert status == 200 and body == (world.publisher / NAME / "1.2.0" / "model.onnx").read_bytes()
-    assert _get(files + f"{NAME}/1.2.0/model.onnx", world.er_token)[0] == 403
-    for path in (f"{NAME}/1.2.0/notes.txt", f"{NAME}/1.2.0/release.json", f"{NAME}/1.3.0/model.onnx",
-                 f"{NAME}/1.2.0/..%2F..%2Foffer.json", f"{NAME}/..%2F..%2F/offer.json",
+    status, body = _get(files + f"{NAME}/2.2.0/model.onnx", world.token)
+    assert status == 200 and body == (world.publisher / NAME / "2.2.0" / "model.onnx").read_bytes()
+    assert _get(files + f"{NAME}/2.2.0/model.onnx", world.er_token)[0] == 403
+    for path in (f"{NAME}/2.2.0/notes.txt", f"{NAME}/2.2.0/release.json", f"{NAME}/2.3.0/model.onnx",
+                 f"{NAME}/2.2.0/..%2F..%2Foffer.json", f"{NAME}/..%2F..%2F/offer.json",
                  f"{NAME}/%2e%2e/offer.json", "..%2F..%2Fhub.db/x/y"):
         assert _get(files + path, world.token)[0] == 404, path
 
 
 def test_a_pinned_edge_skips_releases_and_another_model_is_refused(world: World, edge: Edge) -> None:
-    world.publish("1.2.0")
-    pinned = ModelUpdater(edge.settings.model_copy(update={"model_version": "1.1.0"}), edge.agent.models)
+    world.publish("2.2.0")
+    pinned = ModelUpdater(edge.settings.model_copy(update={"model_version": "1.2.0"}), edge.agent.models)
     result = pinned.check_now()
     assert result.outcome == "skipped" and "pinned" in result.detail
     other = ModelUpdater(edge.settings.model_copy(update={"model": "chest-other"}), edge.agent.models)
