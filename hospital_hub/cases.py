@@ -173,7 +173,7 @@ class CaseService:
         label = triage_label(diagnosis.triage.level, diagnosis.triage.label, case.id)
         case.triage_level, case.triage_label = diagnosis.triage.level, label
         case.top3 = [str(f) for f in diagnosis.top3]
-        case.positive_findings = [str(s.finding) for s in diagnosis.findings if s.positive]
+        case.positive_findings = [str(s.finding) for s in diagnosis.findings if s.suspected]
         case.model_name = f"{diagnosis.model.name} {diagnosis.model.version}"
         case.placeholder_model = diagnosis.model.placeholder
         if diagnosis.patient:
