@@ -140,7 +140,9 @@ def export_detector(weights: Path, size: int, target: Path) -> tuple[Path, Path]
     final = target / "detector.onnx"
     onnx.replace(final)
     xml = target / "detector.xml"
-    ov.save_model(ov.convert_model(str(final)), str(xml), compress_to_fp16=True)
+    from openvino.tools.ovc import convert_model  # see training/export.py
+
+    ov.save_model(convert_model(str(final)), str(xml), compress_to_fp16=True)
     return final, xml
 
 

@@ -108,7 +108,10 @@ def export_run(run: Path, name: str, version: str, models_dir: Path, *, int8: bo
     target.mkdir(parents=True, exist_ok=True)
     onnx_path = target / "model.onnx"
     export_onnx(model, config.size, onnx_path)
-    ov_model = ov.convert_model(str(onnx_path))
+    # from ovc itself: an edge import earlier in this process may have left openvino without it
+    from openvino.tools.ovc import convert_model
+
+    ov_model = convert_model(str(onnx_path))
     xml = target / "model.xml"
     ov.save_model(ov_model, str(xml), compress_to_fp16=True)
 
