@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.classify import read_oof
+from training.classify import JRZECH, read_oof
 from training.metrics import mean_auc
 
 
@@ -31,6 +31,10 @@ class Verdict:
     pointing_a: float
     pointing_b: float
     pick: str
+    jrzech_images: int = 0
+    """Among ``images``, those of the jrzech/reproduce-chexnet subset (reported, not in the rule)."""
+    auc_a_jrzech: float = float("nan")
+    auc_b_jrzech: float = float("nan")
 
 
 def _pointing(run: Path) -> dict[tuple[str, str], bool]:
@@ -57,8 +61,11 @@ def decide(run_a: Path, run_b: Path, *, rounds: int = 1000, seed: int = 0) -> Ve
     hit_a = float(np.mean([pa[p] for p in pairs])) if pairs else float("nan")
     hit_b = float(np.mean([pb[p] for p in pairs])) if pairs else float("nan")
     pick = "b" if pairs and hit_b > hit_a and high > 0 else "a"
+    jr = a["source"][ia] == JRZECH
     return Verdict(len(common), mean_auc(labels, za), mean_auc(labels, zb), (float(low), float(high)),
-                   len(pairs), hit_a, hit_b, pick)
+                   len(pairs), hit_a, hit_b, pick, int(jr.sum()),
+                   mean_auc(labels[jr], za[jr]) if jr.sum() > 20 else float("nan"),
+                   mean_auc(labels[jr], zb[jr]) if jr.sum() > 20 else float("nan"))
 
 
 def main() -> None:
