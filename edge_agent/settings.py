@@ -81,11 +81,3 @@ class EdgeSettings(BaseSettings):
 def load_edge_settings(**overrides: Any) -> EdgeSettings:
     """Read settings from the environment, with ``overrides`` taking precedence."""
     return EdgeSettings(**overrides)
-
-
-def default_image_folder(data_dir: Path | None) -> Path | None:
-    """The NIH sample's image folder inside the data folder, if present."""
-    if data_dir is None:
-        return None
-    folder = data_dir / "nih-cxr14-sample" / "images"
-    return folder if folder.is_dir() else None

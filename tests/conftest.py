@@ -1,5 +1,6 @@
-"""Session fixtures: a real Mosquitto, a real PostgreSQL, headless Chromium,
-and the data folder (skipped with a reason when absent)."""
+"""Shared fixtures: a real Mosquitto, a real PostgreSQL, headless Chromium,
+the data folder (skipped with a reason when absent) and the hub ``world`` of
+the logic tests (:mod:`tests.hub_world`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from PIL import Image
@@ -21,6 +23,9 @@ from tests.services import (
     require,
     running_mosquitto,
 )
+
+if TYPE_CHECKING:
+    from tests.hub_world import World
 
 CHROMIUM = Path(os.environ.get("GOLDENHOUR_CHROMIUM", "/usr/bin/chromium"))
 PILLOW_OPEN = Image.open
@@ -94,6 +99,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'hub.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """A hub (in-memory broker, SQLite in ``tmp_path``) and an ambulance's messenger."""
+    from tests.hub_world import World
+
+    w = World(tmp_path)
+    yield w
+    w.hub.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Radiologist boxes: NIH's box list and ChestX-Det, mapped onto the 14 findings.
+"""Radiologist boxes of the sample's ``boxes.csv`` (drawn for NIH's box list and
+ChestX-Det), mapped onto the 14 findings.
 
 Mapping (ChestX-Det's 13 categories and NIH's 8 names onto
 :data:`shared.findings.FINDINGS`): names equal to a finding map to it;
@@ -6,14 +7,12 @@ Mapping (ChestX-Det's 13 categories and NIH's 8 names onto
 ``Infiltrate`` -> Infiltration. Dropped, because they are not among the 14:
 ``Fracture`` and ``Calcification``.
 
-Coordinates are kept in pixels of the image they were drawn on together with
-that image's size, so they can be normalised to any resolution.
+Coordinates are normalised to the image (0..1), so they apply at any resolution.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -79,36 +78,3 @@ def load_sample_boxes(path: Path, side: int = SAMPLE_SIDE) -> list[Box]:
         logger.info("box categories outside the 14 findings dropped", extra=dict(dropped))
     return boxes
 
-
-def load_chestx_det(path: Path, side: int = 1024) -> list[Box]:
-    """ChestX-Det JSON (entries with ``nih_file_name``, ``syms``, ``boxes`` in
-    pixels of the 1024 px NIH image)."""
-    boxes = []
-    for entry in json.loads(path.read_text(encoding="utf-8")):
-        name = entry.get("nih_file_name") or entry["file_name"]
-        for sym, (x1, y1, x2, y2) in zip(entry.get("syms", []), entry.get("boxes", []), strict=True):
-            finding = map_finding(sym)
-            if finding is not None and x2 > x1 and y2 > y1:
-                boxes.append(Box(name, finding, x1 / side, y1 / side, x2 / side, y2 / side, "ChestX-Det"))
-    return boxes
-
-
-def load_nih_box_list(path: Path, side: int = 1024) -> list[Box]:
-    """NIH's ``BBox_List_2017.csv`` (x, y, w, h in pixels of the 1024 px image)."""
-    import gzip
-    import io
-
-    opener = (lambda: io.TextIOWrapper(gzip.open(path), encoding="utf-8")) if path.suffix == ".gz" \
-        else (lambda: path.open(encoding="utf-8"))
-    boxes = []
-    with opener() as handle:
-        reader = csv.reader(handle)
-        next(reader)
-        for row in reader:
-            finding = map_finding(row[1])
-            if finding is None:
-                continue
-            x, y, w, h = (float(v) for v in row[2:6])
-            boxes.append(Box(row[0], finding, x / side, y / side, min((x + w) / side, 1.0),
-                             min((y + h) / side, 1.0), "NIH BBox_List_2017"))
-    return boxes

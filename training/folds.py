@@ -8,8 +8,6 @@ image follows its patient. One patient never lands on both sides of a split.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
@@ -38,21 +36,3 @@ def patient_folds(patients: np.ndarray, labels: np.ndarray, k: int = 5, seed: in
         patient_fold[test] = fold
     return patient_fold[inverse]
 
-
-def official_split(names: list[str], split_dir: Path) -> np.ndarray:
-    """NIH's own split for the full set: 0 for ``train_val_list.txt``, 1 for
-    ``test_list.txt`` (both published with the data set; also patient-wise).
-
-    Raises:
-        ConfigurationError: a list is missing or an image is in neither.
-    """
-    lists = {}
-    for fold, filename in ((0, "train_val_list.txt"), (1, "test_list.txt")):
-        path = split_dir / filename
-        if not path.is_file():
-            raise ConfigurationError(f"official split file {path} not found")
-        lists.update({line.strip(): fold for line in path.read_text().splitlines() if line.strip()})
-    try:
-        return np.array([lists[name] for name in names], dtype=np.int64)
-    except KeyError as exc:
-        raise ConfigurationError(f"image {exc.args[0]} is in neither official list") from exc

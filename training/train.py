@@ -72,12 +72,6 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def to_input(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (N, H, W) -> float (N, 1, H, W) under the canonical contract."""
-    tensor = torch.as_tensor(pixels).float()
-    return ((tensor - MEAN) / STD).unsqueeze(1)
-
-
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -5,9 +5,7 @@ report that froze an ER's capacity (report times are now capped at "now")."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlmodel import Session
@@ -15,14 +13,7 @@ from sqlmodel import Session
 from hospital_hub.models import Hospital
 from shared import topics
 from shared.messages import CapacityV1, Envelope, encode
-from tests.unit.test_offer_flow import World
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
-    yield w
-    w.hub.stop()
+from tests.hub_world import World
 
 
 def _capacity(world: World, beds: int, sent_at: datetime | None = None) -> None:

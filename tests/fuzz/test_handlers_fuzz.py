@@ -51,18 +51,14 @@ from shared.mqtt.communicator import strip_share
 from tests import samples
 from tests.fuzz.budget import fuzz_settings
 from tests.fuzz.envelopes import Family, Hostile, hostile_messages, valid_ids
+from tests.hub_world import World
 from tests.images import chest_like
-from tests.unit.test_offer_flow import World
 
 HUB_EXAMPLES = 500
 """Per hub handler (8 handlers: 4,000 in all) in the normal run; ``--fuzz-long``: 100,000 each."""
 EDGE_EXAMPLES = 750
 """Per edge handler (2 handlers: 1,500 in all)."""
 EDGE_ID = "amb-7"
-KNOWN_BUGS: dict[str, str] = {}
-"""Escapes found by this suite in code this suite does not own, by topic key;
-each needs a reproduction in test_found_bugs.py. Delete the entry
-when the bug is fixed (its xfail test then fails as a reminder)."""
 
 
 def _escaped(record: logging.LogRecord) -> str | None:
@@ -72,14 +68,11 @@ def _escaped(record: logging.LogRecord) -> str | None:
     return f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
 
 
-def _is_failure(record: logging.LogRecord, key: str) -> bool:
+def _is_failure(record: logging.LogRecord) -> bool:
     """An exception that escaped (logged with its traceback), or any error of
     the messaging layer; deliberate ERROR lines (a dead letter, an image that
-    failed verification) are outcomes, not failures, and so is a known bug."""
-    escaped = _escaped(record)
-    if escaped is not None and key in KNOWN_BUGS and escaped.startswith(KNOWN_BUGS[key]):
-        return False
-    return escaped is not None or (
+    failed verification) are outcomes, not failures."""
+    return _escaped(record) is not None or (
         record.levelno >= logging.ERROR and record.name.startswith("shared.mqtt"))
 
 
@@ -263,7 +256,7 @@ def _fuzz(arena: Arena, family: Family, receiver: Messenger, publisher: InMemory
         caplog.clear()
         before = sum(receiver.rejected.values())
         publisher.publish(message.topic, message.data, retain=message.retain)
-        failures = [r for r in caplog.records if _is_failure(r, family.spec.key)]
+        failures = [r for r in caplog.records if _is_failure(r)]
         assert not failures, (
             f"{message.how} on {message.topic}: "
             + "; ".join(f"{r.name}: {r.getMessage()} {r.exc_text or ''}" for r in failures))

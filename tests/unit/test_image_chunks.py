@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
@@ -15,14 +13,7 @@ from hospital_hub.models import CaseEvent, CaseImage, ImageChunk
 from shared import topics
 from shared.messages import CHUNK_BYTES, Envelope, ImageChunkV1, encode
 from tests import samples
-from tests.unit.test_offer_flow import World
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
-    yield w
-    w.hub.stop()
+from tests.hub_world import World
 
 
 def test_chunks_are_bounded_and_verifiable() -> None:

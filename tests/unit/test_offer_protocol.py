@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
@@ -24,16 +22,9 @@ from shared.messages import (
     encode,
 )
 from tests import samples
-from tests.unit.test_offer_flow import World
+from tests.hub_world import World
 
 CASE = samples.CASE_ID
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
-    yield w
-    w.hub.stop()
 
 
 def _open(world: World) -> list[str]:

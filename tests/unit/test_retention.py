@@ -35,20 +35,13 @@ from shared.logs import JsonFormatter, KeyValueFormatter
 from shared.messages import CaseUpdateV1, Patient
 from shared.mqtt import InMemoryCommunicator
 from tests import samples
+from tests.hub_world import World
 from tests.images import chest_like
 from tests.services import wait_until
-from tests.unit.test_offer_flow import World
 
 NAME = "Zebulon Quixote-Marchbanks"
 COMPLAINT = "crushing xylophone pain"
 HANDOVER = "handover-text-7c1f: found collapsed at the bus stop"
-
-
-@pytest.fixture
-def world(tmp_path: Path):  # type: ignore[no-untyped-def]
-    w = World(tmp_path)
-    yield w
-    w.hub.stop()
 
 
 def _personal_case(world: World, case_id: str = samples.CASE_ID) -> None:
