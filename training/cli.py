@@ -357,6 +357,6 @@ def ablation(
     console.print(path.read_text(encoding="utf-8"))
 
 
-# Commands that evaluate a run's out-of-fold results live in their own module;
-# importing it registers them on ``app``.
-from training import cli_evaluation  # noqa: E402, F401
+# Commands that evaluate a run's out-of-fold results, and those that make the
+# other model artifacts, live in their own modules; importing them registers them on ``app``.
+from training import cli_artifacts, cli_evaluation  # noqa: E402, F401

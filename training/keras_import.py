@@ -1,4 +1,4 @@
-"""Bring a Keras classifier to the edge: ``goldenhour models import-keras``.
+"""Bring a Keras classifier to the edge: ``goldenhour train import-keras``.
 
 The Keras model (``.keras``, ``.h5`` or a SavedModel folder; NHWC, RGB or grey,
 with its own normalisation) is wrapped so that it takes the edge's input
@@ -170,7 +170,7 @@ class ImportResult:
 def import_keras(model_path: Path, *, name: str, labels: str, input_spec: str, parity_images: list[Path],
                  models_dir: Path, version: str = "1.0.0", outputs: str = "probabilities",
                  thresholds: str | None = None, data: str = "not stated: a Keras model brought by its user",
-                 tolerance: float = 0.01, command: str = "goldenhour models import-keras") -> ImportResult:
+                 tolerance: float = 0.01, command: str = "goldenhour train import-keras") -> ImportResult:
     """Convert, write the IR and the manifest entry, and check parity on ``parity_images``.
 
     Raises:

@@ -1,10 +1,17 @@
-"""The backend interface, the registry and the per-backend configs."""
+"""The backend interface, the registry and the per-backend configs.
+
+OpenVINO and ONNX Runtime are built in. Other packages contribute backends
+through the ``goldenhour.backends`` entry-point group (training's torch
+reference, ``pyproject.toml``), loaded only when a config asks for their kind:
+the edge never imports training.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Annotated, Literal, Protocol
 
@@ -55,7 +62,8 @@ class OnnxRuntimeConfig(_Config):
 
 
 class TorchConfig(_Config):
-    """The torch eager reference: tests and benchmarks only (needs the train extra)."""
+    """The torch eager reference (``training/torch_backend.py``, an entry point): tests and
+    benchmarks only (needs the train extra)."""
 
     kind: Literal["torch"] = "torch"
 
@@ -77,6 +85,8 @@ class Backend(Protocol):
 
 Factory = Callable[[ModelEntry, Path, "_Config"], Backend]
 _REGISTRY: dict[str, Factory] = {}
+PLUGIN_GROUP = "goldenhour.backends"
+"""Entry-point group of backends from other packages: ``kind = "module:factory"``."""
 
 
 def register(kind: str) -> Callable[[Factory], Factory]:
@@ -90,13 +100,36 @@ def register(kind: str) -> Callable[[Factory], Factory]:
 
 
 def registered_backends() -> list[str]:
-    """Keys of every registered backend."""
+    """Keys of every registered backend, built in or an entry point."""
     _load_builtin()
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(_plugins()))
 
 
 def _load_builtin() -> None:
-    from edge_agent.backends import onnxruntime_backend, openvino_backend, torch_backend  # noqa: F401
+    from edge_agent.backends import onnxruntime_backend, openvino_backend  # noqa: F401
+
+
+def _plugins() -> dict[str, EntryPoint]:
+    """The ``goldenhour.backends`` entry points of every installed package, by kind."""
+    return {entry.name: entry for entry in entry_points(group=PLUGIN_GROUP)}
+
+
+def _plugin(kind: str) -> Factory | None:
+    """The factory an entry point contributes for ``kind`` (imported now, then registered).
+
+    Raises:
+        ConfigurationError: the entry point's module cannot be imported.
+    """
+    entry = _plugins().get(kind)
+    if entry is None:
+        return None
+    try:
+        factory: Factory = entry.load()
+    except ImportError as exc:
+        raise ConfigurationError(f"inference backend {kind!r} ({entry.value}) cannot be loaded: "
+                                 f"{exc}") from exc
+    _REGISTRY[kind] = factory
+    return factory
 
 
 def create_backend(entry: ModelEntry, models_dir: Path, config: _Config) -> Backend:
@@ -108,7 +141,7 @@ def create_backend(entry: ModelEntry, models_dir: Path, config: _Config) -> Back
     """
     _load_builtin()
     kind = config.kind
-    factory = _REGISTRY.get(kind)
+    factory = _REGISTRY.get(kind) or _plugin(kind)
     if factory is None:
         raise ConfigurationError(f"no inference backend {kind!r} (known: {', '.join(registered_backends())})")
     backend = factory(entry, models_dir, config)

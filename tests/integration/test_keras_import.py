@@ -1,4 +1,4 @@
-"""``goldenhour models import-keras``: a small Keras classifier, trained here on
+"""``goldenhour train import-keras``: a small Keras classifier, trained here on
 real NIH images (RGB, ImageNet normalisation, its outputs in its own label
 order), converted through OpenVINO's converter, added to a manifest and run by
 the edge's ``goldenhour diagnose``, which must agree with Keras."""
@@ -55,7 +55,7 @@ def test_a_keras_model_reaches_the_edge_with_parity(keras_model: dict[str, Any],
     path, order, parity = keras_model["model"], keras_model["order"], keras_model["parity"]
     models = tmp_path / "models"
     thresholds = [round(0.3 + 0.02 * i, 2) for i in range(14)]  # in the model's label order
-    result = _cli("models", "import-keras", str(path), "--name", "chexnet-small", "--labels", ",".join(order),
+    result = _cli("train", "import-keras", str(path), "--name", "chexnet-small", "--labels", ",".join(order),
                   "--input", "imagenet", "--parity-images", str(parity), "--models-dir", str(models),
                   "--thresholds", ",".join(map(str, thresholds)))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -85,10 +85,10 @@ def test_a_keras_model_reaches_the_edge_with_parity(keras_model: dict[str, Any],
 def test_bad_labels_or_normalisation_add_nothing(keras_model: dict[str, Any], tmp_path: Path) -> None:
     path, order, parity = keras_model["model"], keras_model["order"], keras_model["parity"]
     models = tmp_path / "models"
-    wrong = _cli("models", "import-keras", str(path), "--name", "bad", "--labels", ",".join(order[:13]),
+    wrong = _cli("train", "import-keras", str(path), "--name", "bad", "--labels", ",".join(order[:13]),
                  "--input", "imagenet", "--parity-images", str(parity), "--models-dir", str(models))
     assert wrong.returncode == 1 and "missing" in wrong.stderr and order[13] in wrong.stderr
-    garbled = _cli("models", "import-keras", str(path), "--name", "bad", "--labels", ",".join(order),
+    garbled = _cli("train", "import-keras", str(path), "--name", "bad", "--labels", ",".join(order),
                    "--input", "mean=zero", "--parity-images", str(parity), "--models-dir", str(models))
     assert garbled.returncode == 1 and "--input" in garbled.stderr
     assert not (models / "manifest.json").exists()

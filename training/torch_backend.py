@@ -1,8 +1,10 @@
 """The torch eager reference backend, for parity tests and benchmarks only.
 
-It needs the train extra (torch and the training package's network
-definitions) and is never used in the ambulance: the edge runtime imports
-neither torch nor ultralytics.
+It lives in training/ because it rebuilds the network from
+:mod:`training.models`; the edge finds it through the ``goldenhour.backends``
+entry point (``pyproject.toml``) without importing training, and only when a
+test or benchmark asks for ``TorchConfig``. Needs the train extra (torch); the
+ambulance never runs it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.backends.base import TorchConfig, model_file, register
+from edge_agent.backends.base import TorchConfig, model_file
 from shared.errors import ConfigurationError
 from shared.manifest import ModelEntry
 
@@ -41,8 +43,3 @@ class TorchBackend:
         with self._torch.inference_mode():
             logits, cam = self._model(self._torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
         return {"logits": logits.numpy(), "cam": cam.numpy()}
-
-
-@register("torch")
-def _create(entry: ModelEntry, models_dir: Path, config: TorchConfig) -> TorchBackend:
-    return TorchBackend(entry, models_dir, config)
