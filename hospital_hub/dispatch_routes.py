@@ -12,15 +12,10 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 
-from hospital_hub.api import (
-    Overseer,
-    PageViewer,
-    RuntimeDep,
-    SecurityDep,
-    _client,
-)
 from hospital_hub.api_contract import ERRORS
 from hospital_hub.auth import HubSecurity, Principal
+from hospital_hub.deps import Overseer, PageViewer, RuntimeDep, SecurityDep
+from hospital_hub.deps import client_address as _client
 from hospital_hub.models import CaseStatus
 from hospital_hub.runtime import HubRuntime
 from shared.errors import CaseError, NotFound

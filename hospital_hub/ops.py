@@ -10,7 +10,7 @@
   ``GOLDENHOUR_HUB_METRICS_TOKEN`` is set; then it needs
   ``Authorization: Bearer <token>``.
 
-``/health`` (in :mod:`hospital_hub.api`) stays as it was: the figures an
+``/health`` (in :mod:`hospital_hub.routes.health`) stays as it was: the figures an
 operator looks at first.
 """
 

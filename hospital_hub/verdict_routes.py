@@ -22,8 +22,8 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from hospital_hub import intake, performance, verdicts
-from hospital_hub.api import (
-    TEMPLATES,
+from hospital_hub.auth import Principal
+from hospital_hub.deps import (
     CaseReader,
     Overseer,
     PageHospitalDecider,
@@ -31,13 +31,13 @@ from hospital_hub.api import (
     RuntimeDep,
     SecurityDep,
     SessionDep,
-    _api_user,
-    _client,
-    _page_user,
-    _render,
 )
-from hospital_hub.auth import Principal
+from hospital_hub.deps import api_user as _api_user
+from hospital_hub.deps import client_address as _client
+from hospital_hub.deps import page_user as _page_user
 from hospital_hub.models import Offer
+from hospital_hub.pages.render import TEMPLATES
+from hospital_hub.pages.render import render as _render
 from hospital_hub.runtime import HubRuntime
 from hospital_hub.verdict_models import (
     DriftAlert,

@@ -19,7 +19,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from typer.testing import CliRunner
 
 from hospital_hub.api import create_app
-from hospital_hub.auth import SESSION_COOKIE, LoginLimiter, SessionSigner, create_token, create_user
+from hospital_hub.auth import SESSION_COOKIE, LoginLimiter, SessionStore, create_token, create_user
+from hospital_hub.db import make_engine, migrate
 from hospital_hub.models import AccessLog, CaseImage, Offer, User, UserCreate, utcnow
 from hospital_hub.runtime import HubRuntime
 from hospital_hub.settings import load_hub_settings
@@ -243,7 +244,8 @@ def test_every_route_has_a_rule_and_every_user_gets_what_the_rule_says(hub: Hub)
     assert not missing, f"routes without an access rule (add them to RULES and the docs): {missing}"
     assert not set(RULES) - set(routes), "rules for routes that no longer exist"
     wrong = []
-    for method, path in routes:
+    # Signing out ends the session on the hub: sign out after every other route.
+    for method, path in sorted(routes, key=lambda route: route == ("POST", "/logout")):
         url = (path.replace("{case_id}", hub.case_id).replace("{hospital_id}", hub.a)
                .replace("/swagger/{path}", "/swagger/swagger-ui.css").replace("{path}", "console.css"))
         if path == "/api/events":
@@ -376,19 +378,28 @@ def test_login_rate_limit_per_name_and_per_address(hub: Hub) -> None:
         "username": "disp", "password": PASSWORD}).status_code == 429
 
 
-def test_parallel_guesses_cannot_slip_under_the_limit() -> None:
+@pytest.fixture
+def limiter_engine(tmp_path):  # type: ignore[no-untyped-def]
+    """A migrated SQLite database for the limiter's counts."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'limits.db'}")
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_parallel_guesses_cannot_slip_under_the_limit(limiter_engine) -> None:  # type: ignore[no-untyped-def]
     """Each attempt is counted before the password is checked: a burst of
     simultaneous guesses gets exactly max_failures tries."""
-    limiter = LoginLimiter(max_failures=5, window_s=300)
+    limiter = LoginLimiter(limiter_engine, max_failures=5, window_s=300)
     allowed = [limiter.attempt("doc", "10.0.0.1") is None for _ in range(40)]
     assert allowed.count(True) == 5
     limiter.succeeded("doc", "10.0.0.9")  # a success elsewhere clears the name only
     assert limiter.attempt("doc", "10.0.0.1") is not None  # the address is still limited
 
 
-def test_the_limiter_window_slides() -> None:
+def test_the_limiter_window_slides(limiter_engine) -> None:  # type: ignore[no-untyped-def]
     now = [1000.0]
-    limiter = LoginLimiter(max_failures=2, window_s=300, clock=lambda: now[0])
+    limiter = LoginLimiter(limiter_engine, max_failures=2, window_s=300, clock=lambda: now[0])
     limiter.failed("doc", "10.0.0.1")
     now[0] += 100
     limiter.failed("DOC", "10.0.0.1")
@@ -401,13 +412,14 @@ def test_the_limiter_window_slides() -> None:
 def test_sessions_end_on_expiry_and_password_change(hub: Hub) -> None:
     with Session(hub.runtime.engine) as session:
         user = session.exec(select(User).where(User.username == "doc-a")).one()
-        now = [10_000.0]
-        signer = SessionSigner(b"k" * 32, max_age_s=60, clock=lambda: now[0])
-        cookie = signer.sign(user)
-        assert signer.user(session, cookie) is not None
-        assert SessionSigner(b"x" * 32, 60).user(session, cookie) is None
+    now = [10_000.0]
+    sessions = SessionStore(hub.runtime.engine, b"k" * 32, max_age_s=60, clock=lambda: now[0])
+    cookie = sessions.start(user)
+    with Session(hub.runtime.engine) as session:
+        assert sessions.user(session, cookie) is not None
+        assert SessionStore(hub.runtime.engine, b"x" * 32, 60).user(session, cookie) is None
         now[0] += 61
-        assert signer.user(session, cookie) is None
+        assert sessions.user(session, cookie) is None
     create_user(hub.runtime.engine, UserCreate(username="doc-a", role="er_doctor",
                                                hospital_id=hub.a, password="a new password!"),
                 replace=True)
