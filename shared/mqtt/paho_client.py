@@ -45,7 +45,7 @@ from shared.errors import (
     PublishTimeout,
     SubscribeRefused,
 )
-from shared.mqtt.communicator import Communicator, LastWill, RawHandler, strip_share
+from shared.mqtt.communicator import Communicator, LastWill, RawHandler, topic_matches
 from shared.settings import MqttSettings
 
 logger = logging.getLogger(__name__)
@@ -183,6 +183,11 @@ class PahoCommunicator(Communicator):
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    def queue_depths(self) -> dict[str, int]:
+        """Messages received and waiting for their handler thread ("events" for
+        QoS 1, "telemetry" for QoS 0); a load figure."""
+        return {name: inbox.qsize() for name, inbox in self._inboxes.items()}
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until connected or ``timeout`` passes; return whether connected."""
@@ -400,7 +405,7 @@ class PahoCommunicator(Communicator):
             handlers = [
                 handler
                 for topic_filter, (_, handler) in self._subscriptions.items()
-                if mqtt.topic_matches_sub(strip_share(topic_filter), message.topic)
+                if topic_matches(topic_filter, message.topic)
             ]
         if not handlers:
             logger.debug("message with no handler", extra={"topic": message.topic})
