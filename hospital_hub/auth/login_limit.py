@@ -3,7 +3,6 @@ every hub worker (and survives a restart)."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -15,6 +14,9 @@ from sqlmodel import Session, col, select
 from hospital_hub.auth_models import LoginFailure
 from hospital_hub.db import session_scope
 
+LOGIN_LOCK_KEY = 0x60_1D_10_61
+"""PostgreSQL advisory lock key held while a worker counts or clears sign-in failures."""
+
 
 class LoginLimiter:
     """At most ``max_failures`` failed sign-ins per (username, client address)
@@ -23,8 +25,10 @@ class LoginLimiter:
     for everyone: a stranger's wrong passwords must not lock a doctor out
     (user names are predictable, ``er-<hospital id>``). Failures of one name
     from anywhere only slow its sign-ins down: past ``max_failures`` each
-    attempt waits ``user_delay_s``. Rows of :class:`LoginFailure`; one address's
-    checks are serialised (a PostgreSQL advisory lock, SQLite's write lock)."""
+    attempt waits ``user_delay_s``. Rows of :class:`LoginFailure`, counted and
+    cleared one transaction at a time across the hub (a PostgreSQL advisory
+    lock, SQLite's write lock): a few milliseconds each, and the slow password
+    check stays outside."""
 
     def __init__(self, engine: Engine, max_failures: int, window_s: float,
                  clock: Callable[[], float] = time.time, user_delay_s: float = 1.0,
@@ -46,13 +50,13 @@ class LoginLimiter:
         return f"user:{username.lower()}"
 
     @staticmethod
-    def _lock(session: Session, address: str) -> None:
-        """Serialise the checks of one address across workers (PostgreSQL; on
-        SQLite the write transaction already holds the database's lock)."""
+    def _lock(session: Session) -> None:
+        """One count or clear at a time across workers (PostgreSQL; on SQLite
+        the write transaction already holds the database's lock). One lock for
+        every address: the purge of old rows and a success's clearing delete
+        rows other addresses' transactions may delete too."""
         if session.get_bind().dialect.name == "postgresql":
-            digest = hashlib.sha256(f"goldenhour-login:{address}".encode()).digest()
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                            {"key": int.from_bytes(digest[:8], "big", signed=True)})
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOGIN_LOCK_KEY})
 
     def _recent(self, session: Session, key: str, now: float) -> tuple[int, float | None]:
         """How many failures of ``key`` are in the window, and the oldest one's time."""
@@ -85,7 +89,7 @@ class LoginLimiter:
     def failed(self, username: str, address: str) -> None:
         """Count a failed sign-in against the name, the pair and the address."""
         with session_scope(self._engine) as session:
-            self._lock(session, address)
+            self._lock(session)
             self._count(session, username, address, self._clock())
 
     def attempt(self, username: str, address: str) -> int | None:
@@ -95,7 +99,7 @@ class LoginLimiter:
         limit (nothing is counted then), else None, after the name's delay when
         it is under attack."""
         with session_scope(self._engine) as session:
-            self._lock(session, address)
+            self._lock(session)
             now = self._clock()
             wait = self._wait(session, username, address, now)
             if wait is not None:
@@ -110,9 +114,9 @@ class LoginLimiter:
         back the attempt counted against the address by :meth:`attempt` (its
         earlier failures stay)."""
         with session_scope(self._engine) as session:
+            self._lock(session)
             keys = [self._user_key(username)]
             if address is not None:
-                self._lock(session, address)
                 pair, addr = self._keys(username, address)
                 keys.append(pair)
                 latest = session.exec(select(func.max(LoginFailure.id))
