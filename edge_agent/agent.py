@@ -1,9 +1,13 @@
 """The edge agent: diagnoses X-rays, queues cases durably, and hears the decision.
 
-Every case message goes through the durable outbox (:mod:`edge_agent.outbox`):
-``submit`` returns as soon as the case is on disk, whether or not the broker
-is reachable, and the sender forwards it when it can. Positions are telemetry
-(QoS 0, only the latest matters) and bypass the outbox.
+Each X-ray is read once (:class:`edge_agent.operators.XrayInput`); the pipeline
+returns what it found and the agent makes that the case's ``DiagnosisV1``
+(:func:`edge_agent.case_message.diagnosis_message`). Every case message goes
+through the durable outbox (:mod:`edge_agent.outbox`): ``submit`` returns as
+soon as the case is on disk, whether or not the broker is reachable, and the
+sender forwards it when it can. Positions are telemetry (QoS 0, only the latest
+matters) and bypass the outbox. ``goldenhour edge run`` wires the agent with its
+outbox, updater, crew page and receivers in :class:`edge_agent.runtime.EdgeRuntime`.
 """
 
 from __future__ import annotations
@@ -17,15 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_agent.case_message import diagnosis_message
 from edge_agent.chunks import MEDIA_TYPES, image_chunks
 from edge_agent.intake import IntakeReporter, IntakeTally, refusal_outcome
 from edge_agent.metrics import EdgeMetrics
+from edge_agent.operators import XrayInput
 from edge_agent.outbox import Outbox, OutboxFull, OutboxSender, Pending
 from edge_agent.pipeline import DiagnosisPipeline, build_pipeline
 from edge_agent.pipeline_slot import PipelineSlot
 from edge_agent.settings import EdgeSettings
 from edge_agent.triage import assess
 from shared import topics
+from shared.background import BackgroundLoop
 from shared.errors import InputImageError, MessagingError
 from shared.ids import new_case_id
 from shared.logs import case_context
@@ -39,9 +46,8 @@ from shared.messages import (
     Payload,
     Position,
     PositionV1,
-    encode,
 )
-from shared.mqtt import Communicator, Messenger, PahoCommunicator, status_will
+from shared.mqtt import Communicator, Messenger, OutgoingMessage, PahoCommunicator, build_message, status_will
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +90,7 @@ class EdgeAgent:
         announce: bool = True,
         client_id: str | None = None,
         outbox_path: Path | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.settings = settings
         self.ambulance_id = settings.ambulance_id
@@ -98,16 +105,16 @@ class EdgeAgent:
         self.models = PipelineSlot(pipeline or build_pipeline(settings))
         """The pipeline in use; a model update swaps it between diagnoses."""
         self.position = Position(lat=settings.lat, lon=settings.lon)
-        self.outbox = Outbox(
-            outbox_path or settings.state_dir / f"outbox-{self.ambulance_id}.sqlite3",
-            max_bytes=int(settings.outbox_max_mb * 1024 * 1024))
+        self._owns_outbox = outbox is None
+        self.outbox = outbox or open_outbox(settings, outbox_path)
+        """Where every case message waits for the broker (the runtime's, or the agent's own)."""
         self.sender = OutboxSender(self.outbox, self.communicator, self._on_sent,
                                    confirm_timeout_s=settings.confirm_timeout_s)
         self.cases: dict[str, CaseRecord] = {}
         self._seen_decisions: set[uuid.UUID] = set()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._position_thread: threading.Thread | None = None
+        self._position_loop = BackgroundLoop("edge-position", self._report_position,
+                                             settings.position_interval_s, join_timeout_s=5)
         self._rng = random.Random(self.ambulance_id)
         self.metrics = EdgeMetrics(self.ambulance_id, outbox_depth=self.outbox.pending,
                                    unconfirmed=self.outbox.unconfirmed,
@@ -138,10 +145,7 @@ class EdgeAgent:
         self.communicator.start(wait=wait)
         self.sender.start()
         if self.announce:
-            self._stop.clear()
-            self._position_thread = threading.Thread(target=self._report_position,
-                                                     name="edge-position", daemon=True)
-            self._position_thread.start()
+            self._position_loop.start()
         if self._intake_reporter is not None:
             self._intake_reporter.start()
         count, size = self.outbox.pending()
@@ -150,15 +154,15 @@ class EdgeAgent:
             "outbox_messages": count, "outbox_bytes": size})
 
     def stop(self) -> None:
-        """Stop reporting and forwarding, and disconnect (queued messages stay on disk)."""
-        self._stop.set()
-        if self._position_thread:
-            self._position_thread.join(timeout=5)
+        """Stop reporting and forwarding, and disconnect (queued messages stay on disk;
+        an outbox given to the agent is closed by whoever gave it)."""
+        self._position_loop.stop()
         if self._intake_reporter is not None:
             self._intake_reporter.stop()
         self.sender.stop()
         self.communicator.stop()
-        self.outbox.close()
+        if self._owns_outbox:
+            self.outbox.close()
 
     # -- cases -------------------------------------------------------------------------
     def submit(self, path: Path, patient: Patient | None = None) -> CaseRecord:
@@ -172,7 +176,7 @@ class EdgeAgent:
         case_id = new_case_id()
         with case_context(case_id):  # every log line of this diagnosis names the case
             try:
-                record = self._submit(case_id, path, patient)
+                record = self._submit(case_id, XrayInput.read(path), patient)
             except InputImageError as exc:
                 self.metrics.count_submission("unusable_image")
                 if self.intake is not None:
@@ -189,25 +193,31 @@ class EdgeAgent:
             self.intake.count(record.diagnosis.model.name, record.diagnosis.model.version, "diagnosed")
         return record
 
-    def _submit(self, case_id: str, path: Path, patient: Patient | None) -> CaseRecord:
-        diagnosis = self.models.run(path, ambulance_id=self.ambulance_id,
-                                    position=self.position, patient=patient)
+    def diagnose(self, xray: XrayInput, patient: Patient | None = None) -> DiagnosisV1:
+        """Run the current pipeline on ``xray`` and make the result this ambulance's message.
+
+        Raises:
+            InputImageError: the image cannot be used.
+        """
+        return diagnosis_message(self.models.run(xray), ambulance_id=self.ambulance_id,
+                                 position=self.position, patient=patient)
+
+    def _submit(self, case_id: str, xray: XrayInput, patient: Patient | None) -> CaseRecord:
+        diagnosis = self.diagnose(xray, patient)
         self.metrics.observe_diagnosis(diagnosis)
-        messages = [self._message("diagnosis", None, topics.CASE_DIAGNOSIS, diagnosis, case_id)]
+        messages = [self._message(topics.CASE_DIAGNOSIS, diagnosis, case_id, kind="diagnosis")]
         if self.settings.send_full_image:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise InputImageError(f"cannot read {path}: {exc}") from exc
             media = MEDIA_TYPES[diagnosis.image.format]
-            messages += [self._message("image", chunk.image_sha256, topics.CASE_IMAGE, chunk,
-                                       case_id)
-                         for chunk in image_chunks(data, media, self.ambulance_id)]
-        record = CaseRecord(case_id=case_id, source=path.name,
+            messages += [self._message(topics.CASE_IMAGE, chunk, case_id, kind="image",
+                                       ref=chunk.image_sha256)
+                         for chunk in image_chunks(xray.file.data, media, self.ambulance_id,
+                                                   sha256=xray.file.sha256)]
+        source = xray.file.name
+        record = CaseRecord(case_id=case_id, source=source,
                             triage_level=diagnosis.triage.level, diagnosis=diagnosis)
         with self._lock:
             self.cases[case_id] = record
-        self.outbox.record_case(case_id, path.name, diagnosis.triage.level)
+        self.outbox.record_case(case_id, source, diagnosis.triage.level)
         self.outbox.save_case_doc(case_id, "diagnosis", diagnosis.model_dump_json(
             exclude={"image": {"thumbnail_jpeg"}}))
         if patient is not None:
@@ -232,8 +242,7 @@ class EdgeAgent:
                 fields["triage"] = assess(diagnosis.findings, fields["vitals"],
                                           placeholder=diagnosis.model.placeholder)
         payload = CaseUpdateV1(ambulance_id=self.ambulance_id, action=action, **fields)
-        self.outbox.put([self._message("update", None, topics.CASE_UPDATE, payload, case_id)],
-                        case_id)
+        self.outbox.put([self._message(topics.CASE_UPDATE, payload, case_id, kind="update")], case_id)
         self.outbox.save_case_doc(case_id, f"update:{action}", payload.model_dump_json())
         self.sender.wake()
         logger.info("case update queued", extra={"case_id": case_id, "action": action})
@@ -247,11 +256,10 @@ class EdgeAgent:
         stored = self.outbox.case_docs(case_id).get("diagnosis")
         return DiagnosisV1.model_validate_json(stored) if stored else None
 
-    def _message(self, kind: str, ref: str | None, spec: topics.TopicSpec, payload: Payload,
-                 case_id: str) -> tuple[str, str | None, str, bytes, int, bool]:
-        envelope = Envelope.wrap(payload, sender=self.ambulance_id, case_id=case_id)
-        topic = spec.topic(ambulance_id=self.ambulance_id, case_id=case_id)
-        return kind, ref, topic, encode(envelope), spec.qos, spec.retain
+    def _message(self, spec: topics.TopicSpec, payload: Payload, case_id: str, *, kind: str,
+                 ref: str | None = None) -> OutgoingMessage:
+        return build_message(spec, payload, sender=self.ambulance_id, case_id=case_id, kind=kind,
+                             ref=ref, ambulance_id=self.ambulance_id)
 
     def wait_for_decision(self, case_id: str, timeout: float | None = None) -> CaseRecord:
         """Block until the hub's decision for ``case_id`` arrives.
@@ -347,14 +355,19 @@ class EdgeAgent:
             "offers": ", ".join(f"{o.hospital_id}:{o.state}" for o in status.offers)})
 
     def _report_position(self) -> None:
-        """Publish a (simulated) GPS position every few seconds."""
-        while not self._stop.wait(self.settings.position_interval_s):
-            self.position = Position(
-                lat=min(90.0, max(-90.0, self.position.lat + self._rng.uniform(-5e-4, 5e-4))),
-                lon=min(180.0, max(-180.0, self.position.lon + self._rng.uniform(-5e-4, 5e-4))),
-            )
-            try:
-                self.messenger.send(topics.AMBULANCE_POSITION, PositionV1(position=self.position),
-                                    ambulance_id=self.ambulance_id, timeout=2.0)
-            except MessagingError as exc:
-                logger.debug("position not sent", extra={"error": str(exc)})
+        """Publish a (simulated) GPS position (every ``position_interval_s``)."""
+        self.position = Position(
+            lat=min(90.0, max(-90.0, self.position.lat + self._rng.uniform(-5e-4, 5e-4))),
+            lon=min(180.0, max(-180.0, self.position.lon + self._rng.uniform(-5e-4, 5e-4))),
+        )
+        try:
+            self.messenger.send(topics.AMBULANCE_POSITION, PositionV1(position=self.position),
+                                ambulance_id=self.ambulance_id, timeout=2.0)
+        except MessagingError as exc:
+            logger.debug("position not sent", extra={"error": str(exc)})
+
+
+def open_outbox(settings: EdgeSettings, path: Path | None = None) -> Outbox:
+    """The ambulance's outbox: ``path``, or its file in the state folder, within the disk budget."""
+    return Outbox(path or settings.state_dir / f"outbox-{settings.ambulance_id}.sqlite3",
+                  max_bytes=int(settings.outbox_max_mb * 1024 * 1024))

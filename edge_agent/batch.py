@@ -125,11 +125,14 @@ def build(spec: PipelineSpec) -> Any:
 def diagnose_one(pipeline: Any, path: Path, vitals: Any) -> Outcome:
     """One file through ``pipeline``; any failure becomes the outcome's error, so
     one bad file never stops the batch."""
+    from edge_agent.case_message import diagnosis_message
+    from edge_agent.operators import XrayInput
     from shared.messages import Position
 
     try:
-        return Outcome(path, pipeline.run(path, ambulance_id="offline", position=Position(lat=0, lon=0),
-                                          vitals=vitals))
+        result = pipeline.run(XrayInput.read(path, vitals))
+        return Outcome(path, diagnosis_message(result, ambulance_id="offline",
+                                               position=Position(lat=0, lon=0)))
     except InputImageError as exc:
         return Outcome(path, error=str(exc), error_type=type(exc).__name__)
     except Exception as exc:  # a decoder crash on one odd file must not lose the others

@@ -29,13 +29,17 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_agent.backends import OnnxRuntimeConfig, OpenVinoConfig, TorchConfig
+from edge_agent.case_message import diagnosis_message
 from edge_agent.classifier import DEFAULT_CLASSIFIER, load_classifier
 from edge_agent.detector import load_detector
+from edge_agent.operators import XrayInput
 from edge_agent.pipeline import DiagnosisPipeline
 from shared.datapaths import data_dir
 from shared.errors import GoldenhourError
-from shared.messages import Envelope, Position, encode
+from shared.messages import Position
+from shared.mqtt import build_message
 from shared.stats import percentile
+from shared.topics import CASE_DIAGNOSIS
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -105,10 +109,12 @@ def time_backend(config: Any, inputs: dict[str, Path], runs: int, warmup: int = 
     for label, path in inputs.items():
         samples: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "total")}
         for i in range(warmup + runs):
-            started = time.perf_counter()
-            diagnosis = pipeline.run(path, ambulance_id="amb-bench", position=position)
+            started = time.perf_counter()  # the total includes reading the file, as the agent does
+            result = pipeline.run(XrayInput.read(path))
+            diagnosis = diagnosis_message(result, ambulance_id="amb-bench", position=position)
             encode_start = time.perf_counter()
-            encode(Envelope.wrap(diagnosis, sender="amb-bench", case_id="bench-case"))
+            build_message(CASE_DIAGNOSIS, diagnosis, sender="amb-bench", case_id="bench-case",
+                          ambulance_id="amb-bench")
             done = time.perf_counter()
             if i < warmup:
                 continue
@@ -125,13 +131,12 @@ def _serving_memory(inputs: dict[str, Path], runs: int) -> dict[str, Any]:
     code = (
         "import json,sys\n"
         "from pathlib import Path\n"
+        "from edge_agent.operators import XrayInput\n"
         "from edge_agent.pipeline import build_pipeline\n"
         "from edge_agent.settings import load_edge_settings\n"
-        "from shared.messages import Position\n"
         "p=build_pipeline(load_edge_settings())\n"
         f"paths=[Path(x) for x in {json.dumps([str(p) for p in inputs.values()])}]\n"
-        f"[p.run(x, ambulance_id='amb-bench', position=Position(lat=0, lon=0)) for _ in range({runs}) "
-        "for x in paths]\n"
+        f"[p.run(XrayInput.read(x)) for _ in range({runs}) for x in paths]\n"
         # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent.
         "hwm=[l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
         "print(json.dumps({'peak_rss_mb': int(hwm)/1024,"

@@ -9,13 +9,13 @@ and shift, the shipped thresholds, and the class activation maps.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from edge_agent.backends import Backend, BackendConfig, OpenVinoConfig, create_backend
+from edge_agent.operators import Prediction
 from shared.findings import FINDINGS, Finding
 from shared.manifest import DEFAULT_MODELS_DIR, ModelEntry, ModelManifestError, load_manifest
 from shared.messages import ModelInfo
@@ -25,22 +25,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_CLASSIFIER = "chest-effnetlite0"
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """One image's calibrated probabilities and class activation maps."""
-
-    probabilities: np.ndarray
-    """(14,) in canonical order."""
-    cam: np.ndarray | None
-    """(14, h, w) raw class activation maps, or None when the model has none."""
-
-
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
 
 class ModelClassifier:
-    """A manifest classifier run by one backend."""
+    """A manifest classifier run by one backend (a :class:`edge_agent.operators.Classifier`)."""
 
     def __init__(self, entry: ModelEntry, backend: Backend) -> None:
         if entry.task != "classifier":

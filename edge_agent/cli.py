@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import random
 import statistics
 import tempfile
 import time
@@ -17,7 +15,8 @@ import typer
 from rich.console import Console
 
 from edge_agent.agent import EdgeAgent
-from edge_agent.settings import EdgeSettings, load_edge_settings
+from edge_agent.runtime import EdgeRuntime, XraySources
+from edge_agent.settings import load_edge_settings
 from shared.errors import GoldenhourError, InputImageError
 from shared.lifecycle import stop_event
 from shared.logs import configure_logging
@@ -55,103 +54,39 @@ def run(
     --http-port, serve the crew page in the same process. Each image becomes a case."""
     settings = load_edge_settings()
     configure_logging(settings.log_level, settings.log_format, service=settings.ambulance_id)
-    agent = EdgeAgent(settings)
+    if folder is not None and not folder.is_dir():
+        raise typer.BadParameter(f"{folder} is not a folder")
     stop = stop_event()
-    agent.start(wait=False)
-    from edge_agent.model_update import ModelUpdater
-
-    updater = ModelUpdater.from_settings(settings, agent.models)  # None unless configured
-    if updater is not None:
-        updater.start()
-    crew = None
-    port = http_port or settings.http_port
-    if port:
-        from edge_agent.web import CrewServer
-
-        crew = CrewServer(agent, host=http_host or settings.http_host, port=port)
-        crew.start()
-        console.print(f"crew page: {crew.url}/")
-    receivers = _start_receivers(agent, settings, dicom_port, watch)
-    images = _images(folder) if folder else []
-    random.Random(seed).shuffle(images)
-    if folder and not images:
-        logger.warning("no X-ray files (PNG, JPEG, DICOM) in %s", folder)
-    elif not folder and not receivers and crew is None:
-        logger.warning(
-            "no X-ray source (--folder, --dicom-port, --watch or --http-port); send one with: "
-            "goldenhour edge send PATH --ambulance-id %s", settings.ambulance_id)
+    runtime = EdgeRuntime(settings, sources=XraySources(dicom_port=dicom_port, watch=watch, folder=folder,
+                                                        interval_s=interval, seed=seed),
+                          http_port=http_port, http_host=http_host,
+                          on_case=lambda record: console.print(
+                              f"case {record.case_id}: triage {record.triage_level}"))
     try:
-        index = 0
-        while not stop.wait(interval if index else min(interval, 2.0)):
-            if not images:
-                continue
-            path = images[index % len(images)]
-            index += 1
-            try:
-                agent.submit(path)
-            except InputImageError as exc:
-                logger.error("image not usable", extra={
-                    "image": _digest(path), "detail": str(exc).replace(path.name, "<image>")})
-            except GoldenhourError as exc:
-                logger.error("case not queued", extra={
-                    "image": _digest(path), "error": type(exc).__name__,
-                    "detail": str(exc).replace(path.name, "<image>")})
-            except Exception:  # one bad image must not stop the ambulance's agent
-                logger.exception("case failed", extra={"image": _digest(path)})
+        runtime.start(wait=False)
+        _say_where_xrays_come_from(runtime)
+        stop.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        for receiver in receivers:
-            receiver.stop()
-        if crew is not None:
-            crew.stop()
-        if updater is not None:
-            updater.stop()
-        agent.stop()
+        runtime.stop()
 
 
-def _start_receivers(agent: EdgeAgent, settings: EdgeSettings, dicom_port: int | None,
-                     watch: Path | None) -> list[Any]:
-    """The DICOM receiver and the watched folder that were asked for, started.
-
-    Their callback raises on a bad image, so the X-ray unit gets a failure
-    status and a watched file moves to failed/ with the reason: nothing is lost
-    silently.
-    """
+def _say_where_xrays_come_from(runtime: EdgeRuntime) -> None:
     from edge_agent.receivers import DicomStorageSCP, WatchFolder
 
-    def on_image(path: Path) -> None:
-        record = agent.submit(path)
-        console.print(f"case {record.case_id}: triage {record.triage_level}")
-
-    receivers: list[Any] = []
-    port = dicom_port or settings.dicom_port
-    if port:
-        scp = DicomStorageSCP(settings.state_dir / "dicom-inbox", on_image, ae_title=settings.dicom_ae_title,
-                              port=port, host=settings.dicom_host,
-                              retention_s=settings.dicom_inbox_retention_h * 3600,
-                              max_bytes=int(settings.dicom_inbox_max_mb * 1024 * 1024))
-        scp.start()
-        receivers.append(scp)
-        console.print(f"DICOM C-STORE receiver: AE title {settings.dicom_ae_title} on port {scp.port}")
-    folder = watch or settings.watch_dir
-    if folder:
-        watcher = WatchFolder(folder, on_image)
-        watcher.start()
-        receivers.append(watcher)
-        console.print(f"watching {folder} ({watcher.watching})")
-    return receivers
-
-
-def _digest(path: Path) -> str:
-    """A short, stable name for a file that does not repeat its (maybe personal) name."""
-    return hashlib.sha256(str(path).encode()).hexdigest()[:12]
-
-
-def _images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise typer.BadParameter(f"{folder} is not a folder")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if runtime.crew is not None:
+        console.print(f"crew page: {runtime.crew.url}/")
+    for receiver in runtime.receivers:
+        if isinstance(receiver, DicomStorageSCP):
+            console.print(f"DICOM C-STORE receiver: AE title {runtime.settings.dicom_ae_title} "
+                          f"on port {receiver.port}")
+        elif isinstance(receiver, WatchFolder):
+            console.print(f"watching {receiver.folder} ({receiver.watching})")
+    if not runtime.has_xray_source:
+        logger.warning(
+            "no X-ray source (--folder, --dicom-port, --watch or --http-port); send one with: "
+            "goldenhour edge send PATH --ambulance-id %s", runtime.settings.ambulance_id)
 
 
 @app.command()

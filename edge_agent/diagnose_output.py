@@ -14,8 +14,7 @@ from rich.table import Table
 from edge_agent.batch import Outcome
 from shared.findings import FINDINGS
 from shared.messages import DiagnosisV1, FindingScore
-
-NOT_CLINICAL = "AI result, not for clinical use"
+from shared.notice import AI_NOTICE
 
 
 def finding_status(score: FindingScore) -> str:
@@ -38,7 +37,7 @@ def json_line(outcome: Outcome) -> str:
                            "error_type": outcome.error_type})
     body = outcome.diagnosis.model_dump(
         mode="json", exclude={"image": {"thumbnail_jpeg"}, "overlays": {"__all__": {"jpeg"}}})
-    return json.dumps({"path": str(outcome.path), **body, "note": NOT_CLINICAL})
+    return json.dumps({"path": str(outcome.path), **body, "note": AI_NOTICE})
 
 
 CSV_COLUMNS = ["path", *[str(f) for f in FINDINGS], "suspected", "top3", "triage_level", "triage_label",
@@ -83,7 +82,7 @@ def print_detail(console: Console, result: DiagnosisV1) -> None:
     console.print(f"[bold]{result.image.source}[/] ({result.image.format}, {result.image.width}x"
                   f"{result.image.height}) - model {model.name} {model.version}"
                   f"{' [red](PLACEHOLDER)[/]' if model.placeholder else ''}"
-                  " - [yellow]not for clinical use[/]")
+                  f" - [yellow]{AI_NOTICE}[/]")
     table = Table(caption="suspected: the probability reached the finding's operating point; "
                           "sensitivity / specificity as measured there out of fold on NIH images")
     table.add_column("finding")
@@ -113,5 +112,5 @@ def summary(outcomes: int, failed: int, seconds: float) -> str:
     done = outcomes - failed
     rate = done / seconds if seconds > 0 else 0.0
     return (f"{outcomes} input(s): {done} diagnosed, {failed} failed in {seconds:.1f} s "
-            f"({rate:.2f} images/s). {NOT_CLINICAL}.")
+            f"({rate:.2f} images/s). {AI_NOTICE}.")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from shared import topics
+from shared.background import BackgroundLoop
 from shared.errors import InputImageError, MessagingError, NotChestRadiographError, NotFrontalViewError
 from shared.messages import IntakeV1, ModelIntake
 from shared.messages.payloads import MAX_COUNT
@@ -133,35 +134,29 @@ class IntakeReporter:
         self._tally = tally
         self._connected = connected
         self._min_gap_s = min_gap_s
-        self._tick_s = tick_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sent_changes: int | None = None  # None: nothing sent since the start
+        self._sent_at = float("-inf")
+        self._loop = BackgroundLoop("edge-intake", self._round, tick_s, join_timeout_s=5)
         self.published = 0
         """Intake messages the broker acknowledged."""
 
     def start(self) -> None:
         """Report in a background thread until :meth:`stop`."""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="edge-intake", daemon=True)
-        self._thread.start()
+        self._sent_changes, self._sent_at = None, float("-inf")
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._loop.stop()
 
-    def _run(self) -> None:
-        sent_changes: int | None = None  # None: nothing sent since the start
-        sent_at = float("-inf")
-        while not self._stop.wait(self._tick_s):
-            if not self._connected():
-                continue
-            now = time.monotonic()
-            changes = self._tally.changes
-            if changes == sent_changes or now - sent_at < self._min_gap_s:
-                continue
-            if self._publish():
-                sent_changes, sent_at = changes, now
+    def _round(self) -> None:
+        if not self._connected():
+            return
+        now = time.monotonic()
+        changes = self._tally.changes
+        if changes == self._sent_changes or now - self._sent_at < self._min_gap_s:
+            return
+        if self._publish():
+            self._sent_changes, self._sent_at = changes, now
 
     def _publish(self) -> bool:
         try:

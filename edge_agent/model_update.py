@@ -49,6 +49,7 @@ from edge_agent.detector import load_detector
 from edge_agent.pipeline import DiagnosisPipeline
 from edge_agent.pipeline_slot import PipelineSlot, Probation, self_test, self_test_image
 from edge_agent.settings import PLACEHOLDER, EdgeSettings
+from shared.background import BackgroundLoop
 from shared.errors import GoldenhourError, ModelUpdateError
 from shared.manifest import Manifest, ModelEntry, ModelFile, load_manifest, save_manifest
 from shared.signing import Release, file_segments, load_public_key, parse_release, verify_release
@@ -167,8 +168,9 @@ class ModelUpdater:
         self._files_lock = threading.RLock()
         """Guards the manifest and the state file; held only briefly, as diagnoses wait
         for it at the end of a probation."""
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop("edge-model-update", self._poll, config.interval_s,
+                                    first_delay_s=min(10.0, config.interval_s), join_timeout_s=60,
+                                    failure="model update check failed")
         _warn_if_cleartext(config.url)
 
     @classmethod
@@ -185,27 +187,17 @@ class ModelUpdater:
 
     def start(self) -> None:
         """Poll in a background thread: soon after the start, then every ``interval_s``."""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="edge-model-update", daemon=True)
-        self._thread.start()
+        self._loop.start()
         logger.info("model updates on", extra={"url": self.url, "interval_s": self.config.interval_s})
 
     def stop(self) -> None:
         """Stop polling (an update in progress finishes first)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-
-    def _loop(self) -> None:
-        delay = min(10.0, self.config.interval_s)
-        while not self._stop.wait(delay):
-            delay = self.config.interval_s
-            try:
-                self.check_now()
-            except Exception:  # the updater must not die; the next poll tries again
-                logger.exception("model update check failed")
+        self._loop.stop()
 
     # -- one poll ------------------------------------------------------------------------------
+    def _poll(self) -> None:
+        self.check_now()
+
     def check_now(self) -> UpdateResult:
         """Poll the offer once and install what it holds if it passes every check."""
         with self._poll_lock:

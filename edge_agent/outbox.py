@@ -25,8 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.errors import GoldenhourError, MessagingError, PublishRefused
-from shared.mqtt import Communicator
+from shared.background import BackgroundLoop
+from shared.errors import GoldenhourError
+from shared.mqtt import Communicator, OutgoingMessage, deliver
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,9 @@ CREATE TABLE IF NOT EXISTS edge_case_doc (
 """
 
 
+_FAST_S, _SLOW_S = 0.5, 5.0
+"""The sender's poll while the broker takes everything, and its longest back-off."""
+
 CONFIRMED_KINDS = frozenset({"diagnosis", "image"})
 """Kinds kept after the broker's PUBACK until the hub confirms them."""
 
@@ -123,15 +127,14 @@ class Outbox:
         with self._lock:
             self._db.close()
 
-    def put(self, messages: Sequence[tuple[str, str | None, str, bytes, int, bool]],
-            case_id: str | None) -> None:
-        """Queue (kind, ref, topic, data, qos, retain) messages in one transaction;
-        ``ref`` names what confirms the message (an image's sha256).
+    def put(self, messages: Sequence[OutgoingMessage], case_id: str | None) -> None:
+        """Queue ``messages`` in one transaction (their ``kind`` and ``ref`` are
+        kept: ``ref`` names what confirms a message, an image's sha256).
 
         Raises:
             OutboxFull: they would take the outbox past its disk budget.
         """
-        size = sum(len(data) for _, _, _, data, _, _ in messages)
+        size = sum(len(m.data) for m in messages)
         with self._lock:
             used = self._bytes()
             if used + size > self.max_bytes:
@@ -145,8 +148,8 @@ class Outbox:
                 self._db.executemany(
                     "INSERT INTO message (case_id, kind, ref, topic, qos, retain, data, "
                     "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(case_id, kind, ref, topic, qos, int(retain), data, now)
-                     for kind, ref, topic, data, qos, retain in messages])
+                    [(case_id, m.kind, m.ref, m.topic, m.qos, int(m.retain), m.data, now)
+                     for m in messages])
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -207,8 +210,7 @@ class Outbox:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        logger.error("message refused by the broker; kept aside",
-                     extra={"case_id": row.case_id, "topic": row.topic, "error": error})
+        logger.info("refused message kept aside", extra={"case_id": row.case_id, "topic": row.topic})
 
     def confirm(self, case_id: str, images: Sequence[str] = ()) -> int:
         """The hub has the case (and these images): forget their sent messages."""
@@ -312,7 +314,8 @@ class Outbox:
 
 
 class OutboxSender:
-    """Forwards the outbox to the broker in the background, oldest first."""
+    """Forwards the outbox to the broker in the background, oldest first
+    (:func:`shared.mqtt.delivery.deliver`, the hub's send logic too)."""
 
     def __init__(self, outbox: Outbox, communicator: Communicator,
                  on_sent: Callable[[list[Pending]], None], batch: int = 32,
@@ -323,75 +326,49 @@ class OutboxSender:
         self._communicator = communicator
         self._on_sent = on_sent
         self._batch = batch
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._delay = _FAST_S
+        self._loop = BackgroundLoop("edge-outbox", self._round, _FAST_S)
 
     def start(self) -> None:
         """Start forwarding."""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="edge-outbox", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop forwarding (what is queued stays queued)."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread:
-            self._thread.join(timeout=10)
+        self._loop.stop()
 
     def wake(self) -> None:
         """Forward now rather than at the next poll."""
-        self._wake.set()
+        self._loop.wake()
 
-    def _run(self) -> None:
-        delay = 0.5
-        while not self._stop.is_set():
-            self._wake.wait(delay)
-            self._wake.clear()
-            try:
-                if time.monotonic() - self._last_requeue > self._confirm_timeout_s / 4:
-                    self._last_requeue = time.monotonic()
-                    self._outbox.requeue_unconfirmed(self._confirm_timeout_s)
-                sent_all = self.flush()
-            except Exception:  # the sender must outlive any single bad row or bug
-                logger.exception("outbox forwarding failed")
-                sent_all = False
-            delay = 0.5 if sent_all else min(5.0, delay * 2)
+    def _round(self) -> float:
+        """One round; returns the wait before the next (backing off while the broker is away)."""
+        try:
+            if time.monotonic() - self._last_requeue > self._confirm_timeout_s / 4:
+                self._last_requeue = time.monotonic()
+                self._outbox.requeue_unconfirmed(self._confirm_timeout_s)
+            emptied = self.flush()
+        except Exception:  # the sender must outlive any single bad row or bug (and back off)
+            logger.exception("outbox forwarding failed")
+            emptied = False
+        self._delay = _FAST_S if emptied else min(_SLOW_S, self._delay * 2)
+        return self._delay
 
     def flush(self) -> bool:
         """Forward until the outbox is empty or the broker stops acknowledging;
         returns whether it is empty."""
-        while not self._stop.is_set():
+        while not self._loop.stopping:
             if not self._communicator.connected:
                 return False
             rows = self._outbox.peek(self._batch)
             if not rows:
                 return True
-            try:
-                acknowledged = self._communicator.publish_many(
-                    [(r.topic, r.data, r.qos, r.retain) for r in rows])
-            except MessagingError as exc:
-                logger.warning("outbox forwarding paused", extra={"error": str(exc)})
-                return False
-            done = rows[:acknowledged]
-            self._outbox.settle(done)
-            if done:
-                self._on_sent(done)
-            if acknowledged < len(rows) and not self._probe(rows[acknowledged]):
+            delivery = deliver(self._communicator, rows)
+            self._outbox.settle(delivery.acknowledged)
+            if delivery.acknowledged:
+                self._on_sent(delivery.acknowledged)
+            for row, error in delivery.refused:
+                self._outbox.bury(row, error)
+            if delivery.stalled is not None:
                 return False
         return False
-
-    def _probe(self, row: Pending) -> bool:
-        """Send the first unacknowledged message alone: a refusal is permanent
-        (the row is buried and forwarding goes on); anything else is an outage."""
-        try:
-            self._communicator.publish(row.topic, row.data, qos=row.qos, retain=row.retain)
-        except PublishRefused as exc:
-            self._outbox.bury(row, str(exc))
-            return True
-        except MessagingError:
-            return False
-        self._outbox.settle([row])
-        self._on_sent([row])
-        return True

@@ -21,12 +21,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from edge_agent.case_message import diagnosis_message
 from edge_agent.ood import DEFAULT_PARAMETERS
+from edge_agent.operators import DiagnosisResult, XrayInput
 from edge_agent.pipeline import DiagnosisPipeline
 from shared.errors import InputImageError, ModelUpdateError
 from shared.findings import FINDINGS
 from shared.manifest import ModelEntry
-from shared.messages import DiagnosisV1, Position
+from shared.messages import Position
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +78,8 @@ class PipelineSlot:
             _callback(probation.on_pass)
         return previous
 
-    def run(self, path: Path, **kwargs: Any) -> DiagnosisV1:
-        """Diagnose ``path`` on the current pipeline (see :meth:`DiagnosisPipeline.run`).
+    def run(self, xray: XrayInput) -> DiagnosisResult:
+        """Diagnose ``xray`` on the current pipeline (see :meth:`DiagnosisPipeline.run`).
 
         Raises:
             InputImageError: the image cannot be used.
@@ -85,9 +87,9 @@ class PipelineSlot:
         with self._lock:
             pipeline, probation = self._pipeline, self._probation
         if probation is None:
-            return pipeline.run(path, **kwargs)
+            return pipeline.run(xray)
         try:
-            diagnosis = pipeline.run(path, **kwargs)
+            diagnosis = pipeline.run(xray)
             problem = result_problem(diagnosis)
         except InputImageError:
             raise  # the image's fault, not the model's
@@ -98,7 +100,7 @@ class PipelineSlot:
             return diagnosis
         if self._failed(probation, problem):
             logger.warning("diagnosing the image again on the previous model")
-        return self.run(path, **kwargs)
+        return self.run(xray)
 
     def _succeeded(self, probation: Probation) -> None:
         with self._lock:
@@ -128,7 +130,7 @@ def _callback(function: Callable[..., None], *args: Any) -> None:
         logger.exception("model update bookkeeping failed")
 
 
-def result_problem(diagnosis: DiagnosisV1) -> str | None:
+def result_problem(diagnosis: DiagnosisResult) -> str | None:
     """What is wrong with a model's result, or None: the 14 findings in
     canonical order, each with a finite probability in [0, 1]."""
     findings = [score.finding for score in diagnosis.findings]
@@ -156,14 +158,15 @@ def self_test_image(path: Path, size: int = 512) -> Path:
 
 
 def self_test(pipeline: DiagnosisPipeline, entries: list[ModelEntry], image: Path, ambulance_id: str
-              ) -> DiagnosisV1:
-    """Diagnose the self-test image and check the result against the release.
+              ) -> DiagnosisResult:
+    """Diagnose the self-test image, as a case's message, and check the result against the release.
 
     Raises:
         ModelUpdateError: the pipeline fails, or reports another model, or a bad result.
     """
     try:
-        diagnosis = pipeline.run(image, ambulance_id=ambulance_id, position=Position(lat=0, lon=0))
+        diagnosis = pipeline.run(XrayInput.read(image))
+        diagnosis_message(diagnosis, ambulance_id=ambulance_id, position=Position(lat=0, lon=0))
     except Exception as exc:  # any failure of a new model is a failed self-test
         raise ModelUpdateError(f"self-test failed: {type(exc).__name__}: {exc}") from exc
     for entry in entries:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from edge_agent.operators import Prediction
 from shared.findings import FINDINGS, Finding
 from shared.messages import ModelInfo
 
@@ -20,7 +21,8 @@ PLACEHOLDER_THRESHOLD = 0.5
 
 
 class PlaceholderClassifier:
-    """Maps an 8-bit grey image to 14 scores in [0, 1] without any learning."""
+    """Maps an 8-bit grey image to 14 scores in [0, 1] without any learning (a
+    :class:`edge_agent.operators.Classifier` like the real ones)."""
 
     info = PLACEHOLDER_MODEL
 
@@ -41,10 +43,17 @@ class PlaceholderClassifier:
         """None measured: a placeholder has no sensitivity or specificity to state."""
         return {}
 
+    def preprocess(self, pixels: np.ndarray) -> np.ndarray:
+        """The 4x4 regional means of an 8-bit grey image, in [0, 1]."""
+        return np.asarray(Image.fromarray(pixels).resize((4, 4), Image.Resampling.BOX),
+                          dtype=np.float32) / 255.0
+
+    def infer(self, batch: np.ndarray) -> Prediction:
+        """14 scores in canonical finding order, and no maps."""
+        features = batch.reshape(-1) - batch.mean()
+        logits = self._weights @ features - 1.0
+        return Prediction((1.0 / (1.0 + np.exp(-logits))).astype(np.float32), None)
+
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """Return 14 scores in canonical finding order."""
-        small = np.asarray(Image.fromarray(pixels).resize((4, 4), Image.Resampling.BOX),
-                           dtype=np.float32) / 255.0
-        features = small.reshape(-1) - small.mean()
-        logits = self._weights @ features - 1.0
-        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+        return self.infer(self.preprocess(pixels)).probabilities

@@ -45,10 +45,9 @@ from hospital_hub.settings import HubSettings
 from hospital_hub.travel import Point, Router, make_router
 from shared.errors import CaseError, NotFound
 from shared.messages import CaseUpdateV1, DiagnosisV1, Envelope, Patient, Vitals
+from shared.notice import AI_NOTICE as AI_NOTICE  # the pages still import it from here
 
 logger = logging.getLogger(__name__)
-
-AI_NOTICE = messages.AI_NOTICE
 
 TRIAGE_LABELS = {1: "resuscitation", 2: "emergent", 3: "urgent", 4: "less urgent",
                  5: "non-urgent"}

@@ -56,10 +56,10 @@ from hospital_hub.models import Case, CaseDiagnosis, CaseImage
 from shared.errors import DicomExportError, NotFound
 from shared.findings import Finding
 from shared.messages import DiagnosisV1, Region
+from shared.notice import AI_NOTICE
 
 logger = logging.getLogger(__name__)
 
-AI_NOTICE = "AI result - not for clinical use"
 MANUFACTURER = "goldenhour"
 PRIVATE_SCHEME = "99GOLDENHOUR"
 """Private coding scheme (PS3.16 8.2: designators starting "99" are local)."""

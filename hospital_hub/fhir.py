@@ -32,10 +32,11 @@ from fhir.resources.R4B.bundle import Bundle
 from sqlmodel import Session, col, select
 
 from hospital_hub import dicom_results
-from hospital_hub.dicom_results import AI_NOTICE, FINDING_CODES
+from hospital_hub.dicom_results import FINDING_CODES
 from hospital_hub.models import Case, CaseDiagnosis
 from shared.errors import NotFound
 from shared.messages import DiagnosisV1, FindingScore
+from shared.notice import AI_NOTICE
 
 logger = logging.getLogger(__name__)
 

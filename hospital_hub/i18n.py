@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hospital_hub.messages import AI_NOTICE
+from shared.notice import AI_NOTICE
 
 LANGUAGES = ("en", "ko")
 DEFAULT = "en"

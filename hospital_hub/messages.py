@@ -18,8 +18,7 @@ from shared.messages import (
     OfferV1,
     Position,
 )
-
-AI_NOTICE = "AI result, not for clinical use"
+from shared.notice import AI_NOTICE
 
 
 def minutes_text(eta_min: float) -> str:

@@ -4,7 +4,8 @@ A state change and the messages it causes commit together; :meth:`Outbox.flush`
 publishes unsent rows in order and marks each sent on the broker's ack. A crash
 between the two means the row is published later with the same message id,
 which receivers drop as a duplicate, so nothing is lost and nothing is applied
-twice.
+twice. The send logic is the edge's too (:func:`shared.mqtt.delivery.deliver`);
+a message the broker refuses for good becomes a dead letter.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from sqlmodel import Session, col, select
 
 from hospital_hub.db import session_scope
 from hospital_hub.models import DeadLetter, OutboxMessage, ProcessedMessage, utcnow
-from shared.errors import MessagingError, PublishRefused
-from shared.messages import Envelope, Payload, encode
-from shared.mqtt import Communicator
+from shared.messages import Envelope, Payload
+from shared.mqtt import Communicator, build_message, deliver
 from shared.topics import TopicSpec
 
 logger = logging.getLogger(__name__)
@@ -37,21 +37,24 @@ def enqueue(
     session: Session, spec: TopicSpec, payload: Payload, *, sender: str, case_id: str | None,
     **ids: str,
 ) -> Envelope[Any]:
-    """Add a message to the outbox inside the caller's transaction."""
-    if "case_id" in spec.placeholders and case_id is not None:
-        ids = {**ids, "case_id": case_id}
-    envelope = Envelope.wrap(payload, sender=sender, case_id=case_id)
+    """Add a message to the outbox inside the caller's transaction.
+
+    Raises:
+        TopicMismatch: ``spec`` carries another payload, or an identifier is missing.
+    """
+    message = build_message(spec, payload, sender=sender, case_id=case_id, **ids)
     session.add(
         OutboxMessage(
-            topic=spec.topic(**ids),
-            qos=spec.qos,
-            retain=spec.retain,
-            data=encode(envelope),
-            message_id=str(envelope.message_id),
+            topic=message.topic,
+            qos=message.qos,
+            retain=message.retain,
+            data=message.data,
+            message_id=str(message.message_id),
             case_id=case_id,
         )
     )
-    return envelope
+    assert message.envelope is not None  # built above
+    return message.envelope
 
 
 class Outbox:
@@ -92,38 +95,21 @@ class Outbox:
                     return sent
 
     def _publish(self, rows: Sequence[OutboxMessage]) -> tuple[int, bool]:
+        """Deliver ``rows``; returns how many left the queue and whether delivery stalled."""
         if not rows:
             return 0, False
-        try:
-            acknowledged = self._communicator.publish_many(
-                [(row.topic, row.data, row.qos, row.retain) for row in rows])
-        except MessagingError as exc:
-            logger.warning("outbox publish failed; will retry", extra={"error": str(exc)})
-            acknowledged = 0
+        delivery = deliver(self._communicator, rows)
         now = utcnow()
-        for row in rows[: acknowledged + 1]:
+        refused = [row for row, _ in delivery.refused]
+        for row in delivery.acknowledged + refused:
+            row.sent_at = now
             row.attempts += 1
-        for row in rows[:acknowledged]:
-            row.sent_at = now
-        if acknowledged == len(rows):
-            return acknowledged, False
-        # Send the first unacknowledged message alone: a refusal is permanent and
-        # must not block the queue; anything else is an outage, retried later.
-        row = rows[acknowledged]
-        try:
-            self._communicator.publish(row.topic, row.data, qos=row.qos, retain=row.retain)
-        except PublishRefused as exc:
-            logger.error("broker refused a hub message; kept as a dead letter",
-                         extra={"topic": row.topic, "error": str(exc)})
-            self._bury(row, str(exc))
-            row.sent_at = now
-            return acknowledged + 1, True
-        except MessagingError as exc:
-            logger.warning("outbox publish incomplete; will retry",
-                           extra={"published": acknowledged, "error": str(exc)})
-            return acknowledged, True
-        row.sent_at = now
-        return acknowledged + 1, True
+        for row, error in delivery.refused:
+            self._bury(row, error)
+        if delivery.stalled is not None:
+            # the message the broker did not take was tried once more
+            next((row for row in rows if row.sent_at is None), rows[0]).attempts += 1
+        return len(delivery.acknowledged) + len(refused), delivery.stalled is not None
 
     @staticmethod
     def _bury(row: OutboxMessage, error: str) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,7 +37,8 @@ from sqlmodel import Session, col, select
 
 from hospital_hub.db import session_scope
 from hospital_hub.models import Case, CaseDiagnosis, CaseEvent, Hospital, PacsPush, utcnow
-from shared.errors import DicomExportError, GoldenhourError, NotFound, PacsError
+from shared.background import BackgroundLoop
+from shared.errors import DicomExportError, NotFound, PacsError
 
 if TYPE_CHECKING:
     from hospital_hub.dicom_results import DicomInstance
@@ -211,8 +211,7 @@ class PacsPusher:
         self._lease = timedelta(seconds=max(60.0, 4 * timeout_s))
         self._batch = batch
         self._actor = actor
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop: BackgroundLoop | None = None
 
     def backoff_s(self, attempts: int) -> float:
         """Seconds to wait after ``attempts`` failed sends: doubling, capped."""
@@ -237,7 +236,7 @@ class PacsPusher:
         for hospital_id, item in ready:
             by_hospital[hospital_id].append(item)
         for hospital_id, items in by_hospital.items():
-            if self._stop.is_set():
+            if self._loop is not None and self._loop.stopping:
                 break  # the unsent keep their lease and are retried when it runs out
             sent += self._send(hospital_id, items, now)
         return sent
@@ -372,26 +371,16 @@ class PacsPusher:
     # -- the background thread ---------------------------------------------------------------
     def start(self, interval_s: float) -> None:
         """Run :meth:`run_once` every ``interval_s`` in a daemon thread."""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, args=(interval_s,), name="hub-pacs",
-                                        daemon=True)
-        self._thread.start()
+        # One association (connect, three C-STOREs) is bounded by the SCU's timeouts.
+        self._loop = BackgroundLoop("hub-pacs", self._round, interval_s,
+                                    join_timeout_s=4 * self._scu.timeout_s + 5,
+                                    failure="PACS push round failed")
+        self._loop.start()
 
-    def _loop(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
-            try:
-                self.run_once()
-            except GoldenhourError as exc:
-                logger.warning("PACS push round failed", extra={"error": str(exc)})
-            except Exception:
-                logger.exception("PACS push round failed")
+    def _round(self) -> None:
+        self.run_once()
 
     def stop(self) -> None:
         """Stop the background thread (a send in progress finishes first)."""
-        self._stop.set()
-        if self._thread is not None:
-            # One association (connect, three C-STOREs) is bounded by the SCU's timeouts.
-            self._thread.join(timeout=4 * self._scu.timeout_s + 5)
-            if self._thread.is_alive():
-                logger.warning("PACS push thread still sending at shutdown")
-            self._thread = None
+        if self._loop is not None:
+            self._loop.stop()

@@ -10,7 +10,6 @@ from fpdf import FPDF
 from sqlalchemy import String, cast, func, or_
 from sqlmodel import Session, col, select
 
-from hospital_hub.messages import AI_NOTICE
 from hospital_hub.models import (
     Case,
     CaseDiagnosis,
@@ -23,6 +22,7 @@ from hospital_hub.models import (
 from hospital_hub.views import without_overlay_bytes
 from shared.errors import NotFound
 from shared.findings import Finding
+from shared.notice import AI_NOTICE
 
 
 @dataclass(frozen=True)

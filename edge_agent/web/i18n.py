@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from shared.notice import AI_NOTICE
+
 DEFAULT_LANG = "en"
 
 TEXT: dict[str, dict[str, str]] = {
     "en": {
         "title": "Ambulance crew",
-        "ai_notice": "AI result, not for clinical use",
+        "ai_notice": AI_NOTICE,
         "placeholder_model": "Placeholder model: not a diagnosis",
         "link_connected": "connected",
         "link_offline": "offline",

@@ -16,10 +16,11 @@ from typing import Any
 
 from edge_agent.agent import EdgeAgent
 from shared.messages import CaseDecisionV1, CaseStatusV1, DiagnosisV1, Patient, Triage, Vitals
+from shared.notice import AI_NOTICE
 
 ATMIST_KEYS: tuple[str, ...] = ("age", "time", "mechanism", "injuries", "signs", "treatment")
 """The handover's keys, in ATMIST order."""
-AI_MARK = "[AI result, not for clinical use]"
+AI_MARK = f"[{AI_NOTICE}]"
 PLACEHOLDER_MARK = "[placeholder model, not a diagnosis]"
 
 

@@ -18,8 +18,9 @@ from typing import Any, Literal
 from shared import __version__
 from shared.errors import ContractError, TopicMismatch
 from shared.logs import case_context
-from shared.messages import Envelope, Payload, StatusV1, decode, encode
+from shared.messages import Envelope, Payload, StatusV1, decode
 from shared.mqtt.communicator import Communicator, LastWill
+from shared.mqtt.delivery import OutgoingMessage, address, build_message
 from shared.topics import TopicSpec, shared_subscription
 
 logger = logging.getLogger(__name__)
@@ -39,11 +40,12 @@ def status_will(
 ) -> LastWill:
     """Build the retained online message and offline last will for a participant."""
 
-    def status(state: Literal["online", "offline"]) -> bytes:
+    def status(state: Literal["online", "offline"]) -> OutgoingMessage:
         payload = StatusV1(role=role, state=state, software_version=__version__)
-        return encode(Envelope.wrap(payload, sender=sender))
+        return build_message(spec, payload, sender=sender, **ids)
 
-    return LastWill(topic=spec.topic(**ids), online=status("online"), offline=status("offline"))
+    online, offline = status("online"), status("offline")
+    return LastWill(topic=online.topic, online=online.data, offline=offline.data)
 
 
 class Messenger:
@@ -72,26 +74,20 @@ class Messenger:
         Passing the ``message_id`` of an earlier attempt makes a retry a
         duplicate that receivers drop, not a second message.
         """
-        if not isinstance(payload, spec.payload):
-            raise TopicMismatch(f"{spec.key} carries {spec.payload.SCHEMA}, not {payload.SCHEMA}")
-        if "case_id" in spec.placeholders:
-            if case_id is None:
-                raise TopicMismatch(f"{spec.key} needs a case_id")
-            ids = {**ids, "case_id": case_id}
-        envelope = Envelope.wrap(payload, sender=self.sender, case_id=case_id,
-                                 message_id=message_id)
-        self.publish_envelope(spec, envelope, timeout=timeout, **ids)
-        return envelope
+        message = build_message(spec, payload, sender=self.sender, case_id=case_id,
+                                message_id=message_id, **ids)
+        self._publish(message, timeout)
+        assert message.envelope is not None  # built above
+        return message.envelope
 
     def publish_envelope(self, spec: TopicSpec, envelope: Envelope[Any], *,
                          timeout: float | None = None, **ids: str) -> None:
         """Publish an envelope built earlier (a retry keeps its message id)."""
-        if not isinstance(envelope.payload, spec.payload):
-            raise TopicMismatch(f"{spec.key} carries {spec.payload.SCHEMA}, "
-                                f"not {envelope.schema_name}")
-        self.communicator.publish(
-            spec.topic(**ids), encode(envelope), qos=spec.qos, retain=spec.retain, timeout=timeout
-        )
+        self._publish(address(spec, envelope, **ids), timeout)
+
+    def _publish(self, message: OutgoingMessage, timeout: float | None) -> None:
+        self.communicator.publish(message.topic, message.data, qos=message.qos,
+                                  retain=message.retain, timeout=timeout)
 
     def on(
         self,

@@ -14,10 +14,10 @@ from PIL import Image
 from sqlmodel import Session
 
 from edge_agent.agent import EdgeAgent
-from edge_agent.classifier import Prediction
-from edge_agent.imaging import LoadedImage
 from edge_agent.ood import DEFAULT_PARAMETERS
+from edge_agent.operators import Prediction
 from edge_agent.pipeline import DiagnosisPipeline
+from edge_agent.placeholder import PlaceholderClassifier
 from edge_agent.settings import PLACEHOLDER, load_edge_settings
 from edge_agent.triage import assess
 from edge_agent.web import CrewServer
@@ -27,8 +27,8 @@ from hospital_hub.runtime import HubRuntime
 from hospital_hub.settings import SAMPLE_REGISTRY, load_hub_settings
 from hospital_hub.simulated_er import SimulatedEr, always
 from shared.broker import MosquittoBroker, find_mosquitto, free_port
-from shared.findings import FINDINGS, Finding
-from shared.messages import CaseUpdateV1, Overlay, Region
+from shared.findings import FINDINGS
+from shared.messages import CaseUpdateV1
 from shared.settings import MqttSettings
 from tests.integration.conftest import xray  # noqa: F401  (fixture)
 from tests.services import require, running_mosquitto, wait_until
@@ -296,17 +296,16 @@ def test_forms_need_the_csrf_token_and_korean_text(
     assert "New case" in page.inner_text("#new-case")
 
 
-class HeatMapPipeline(DiagnosisPipeline):
+class HeatMapClassifier(PlaceholderClassifier):
     """The placeholder classifier with synthetic class activation maps, so that
     the real heat-map code (:mod:`edge_agent.heatmap`) makes overlays and boxes:
     a fake for the page, not a model (its results stay flagged as placeholder)."""
 
-    def _heat_maps(self, image: LoadedImage, prediction: Prediction, top3: list[Finding]
-                   ) -> tuple[list[Overlay] | None, list[Region]]:
+    def infer(self, batch: np.ndarray) -> Prediction:
         gy, gx = np.mgrid[0:12, 0:12]
         cam = np.stack([np.exp(-((gx - 2 - i % 8) ** 2 + (gy - 3 - i % 6) ** 2) / 3.0)
                         for i in range(len(FINDINGS))])
-        return super()._heat_maps(image, Prediction(prediction.probabilities, cam), top3)
+        return Prediction(super().infer(batch).probabilities, cam)
 
 
 @pytest.fixture
@@ -328,7 +327,7 @@ HEAT_MAP_LABEL = "AI heat map — where the model's evidence is, not a diagnosis
 def test_heat_maps_and_the_triage_re_assessed_with_vitals(
         page, make_crew, mqtt_settings: MqttSettings,
         chest_like: Path) -> None:  # type: ignore[no-untyped-def]
-    crew = make_crew(mqtt_settings, pipeline=HeatMapPipeline())
+    crew = make_crew(mqtt_settings, pipeline=DiagnosisPipeline(HeatMapClassifier()))
     case_id = _upload(page, crew, chest_like, complaint="chest pain")
     diagnosis = crew.edge.cases[case_id].diagnosis
     assert diagnosis is not None and diagnosis.overlays is not None

@@ -20,9 +20,9 @@ from pynetdicom import AE
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.bench import write_12bit_dicom
-from edge_agent.cli import _start_receivers
 from edge_agent.imaging import load_image
 from edge_agent.receivers.dicom_scp import DicomStorageSCP
+from edge_agent.runtime import start_receivers
 from edge_agent.settings import load_edge_settings
 from edge_agent.web import views
 from shared import topics
@@ -90,7 +90,7 @@ def test_turned_film_and_skull_are_refused_with_an_error_comment_and_not_kept_lo
         agent: EdgeAgent, tmp_path: Path, data_folder: Path) -> None:
     film = load_image(data_folder / "nih-cxr14-sample" / "images" / "00000001_000.png").pixels
     port = _free_port()
-    receivers = _start_receivers(agent, agent.settings, port, None)
+    receivers = start_receivers(agent.submit, agent.settings, port, None)
     inbox = agent.settings.state_dir / "dicom-inbox"
     try:
         upright = _store(port, _dicom(film, tmp_path / "upright.dcm", BodyPartExamined="CHEST"))
@@ -222,7 +222,7 @@ def test_edge_send_leaves_no_temporary_folder(tmp_path: Path, monkeypatch: pytes
 def test_chest_like_is_still_accepted_by_c_store(agent: EdgeAgent, tmp_path: Path) -> None:
     """A synthetic upright film with BodyPartExamined CHEST and Modality DX is a case."""
     port = _free_port()
-    receivers = _start_receivers(agent, agent.settings, port, None)
+    receivers = start_receivers(agent.submit, agent.settings, port, None)
     try:
         status = _store(port, _dicom(chest_like(512), tmp_path / "c.dcm", BodyPartExamined="CHEST"))
         assert status.Status == 0x0000 and len(agent.cases) == 1

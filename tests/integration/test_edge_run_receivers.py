@@ -18,7 +18,7 @@ from pynetdicom import AE
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.bench import write_12bit_dicom
-from edge_agent.cli import _start_receivers
+from edge_agent.runtime import start_receivers
 from edge_agent.settings import load_edge_settings
 from tests.images import chest_like, chest_like_png
 
@@ -60,7 +60,7 @@ def _push(port: int, path: Path) -> int:
 
 def test_c_store_and_watched_folder_make_cases(agent: EdgeAgent, tmp_path: Path) -> None:
     port, inbox = _free_port(), tmp_path / "inbox"
-    receivers = _start_receivers(agent, agent.settings, port, inbox)
+    receivers = start_receivers(agent.submit, agent.settings, port, inbox)
     try:
         good = tmp_path / "chest.dcm"
         write_12bit_dicom(chest_like(1024).astype(np.uint16) * 16, good)

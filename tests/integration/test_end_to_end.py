@@ -10,6 +10,7 @@ import msgpack
 import pytest
 from sqlmodel import Session, func, select
 
+from edge_agent.operators import XrayInput
 from hospital_hub.models import Case, CaseDiagnosis, CaseStatus, Offer, OfferState
 from shared import topics
 from shared.messages import CapacityV1, Envelope, encode
@@ -51,8 +52,7 @@ def test_case_round_trip(database_url: str, make_system, xray: Path) -> None:  #
 
 def test_duplicates_are_stored_once(database_url: str, make_system, xray: Path) -> None:  # type: ignore[no-untyped-def]
     system = make_system(database_url, er_delay_s=30)  # ERs stay silent during this test
-    diagnosis = system.edge.pipeline.run(xray, ambulance_id=system.edge.ambulance_id,
-                                         position=system.edge.position)
+    diagnosis = system.edge.diagnose(XrayInput.read(xray))
     envelope = Envelope.wrap(diagnosis, sender=system.edge.ambulance_id,
                              case_id="20261125T000000Z-00000001")
     topic = topics.CASE_DIAGNOSIS.topic(ambulance_id=system.edge.ambulance_id,

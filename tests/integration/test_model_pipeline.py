@@ -24,11 +24,11 @@ pytest.importorskip("torch", reason="the train extra is not installed")
 
 from edge_agent.backends import OnnxRuntimeConfig, OpenVinoConfig, TorchConfig, create_backend  # noqa: E402
 from edge_agent.classifier import DEFAULT_CLASSIFIER, ModelClassifier, load_classifier  # noqa: E402
+from edge_agent.operators import XrayInput  # noqa: E402
 from edge_agent.pipeline import DiagnosisPipeline  # noqa: E402
 from shared.errors import ConfigurationError  # noqa: E402
 from shared.findings import FINDINGS  # noqa: E402
 from shared.manifest import DEFAULT_MODELS_DIR, ModelManifestError, load_manifest  # noqa: E402
-from shared.messages import Position  # noqa: E402
 from training.data import load_pixels, load_sample  # noqa: E402
 
 pytestmark = pytest.mark.realdata
@@ -180,8 +180,7 @@ def test_shipped_classifier_backends_agree_with_torch(data_folder: Path) -> None
 def test_shipped_pipeline_on_a_real_dicom(data_folder: Path) -> None:
     pipeline = DiagnosisPipeline(load_classifier())
     assert isinstance(pipeline.classifier, ModelClassifier)
-    result = pipeline.run(data_folder / "dicom" / "siim-cxr-monochrome2.dcm", ambulance_id="amb-1",
-                          position=Position(lat=42.3, lon=-71.0))
+    result = pipeline.run(XrayInput.read(data_folder / "dicom" / "siim-cxr-monochrome2.dcm"))
     assert not result.model.placeholder and result.model.sha256
     assert all(0 <= f.probability <= 1 for f in result.findings)
     assert result.overlays and len(result.overlays) == 3
@@ -199,5 +198,4 @@ def test_the_monochrome1_file_shows_as_a_negative_and_is_refused(data_folder: Pa
 
     pipeline = DiagnosisPipeline(load_classifier())
     with pytest.raises(NotChestRadiographError, match="negative"):
-        pipeline.run(data_folder / "dicom" / "siim-cxr-monochrome1.dcm", ambulance_id="amb-1",
-                     position=Position(lat=42.3, lon=-71.0))
+        pipeline.run(XrayInput.read(data_folder / "dicom" / "siim-cxr-monochrome1.dcm"))

@@ -274,7 +274,8 @@ def test_the_hub_runtime_pushes_in_the_background(
         hub_id=f"pacs-{uid}", database_url=f"sqlite:///{tmp_path / 'hub.db'}", mqtt=mqtt_settings,
         registry_csv=csv, pacs_interval_s=0.1, pacs_retry_initial_s=0.2, pacs_retry_max_s=1))
     runtime.start()
-    thread = runtime.pacs._thread
+    assert runtime.pacs._loop is not None
+    thread = runtime.pacs._loop.thread
     assert thread is not None and thread.is_alive()
 
     def gauge(name: str) -> float | None:

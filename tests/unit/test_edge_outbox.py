@@ -9,12 +9,12 @@ import pytest
 
 from edge_agent.outbox import Outbox, OutboxFull, OutboxSender, Pending
 from shared.errors import PublishRefused
-from shared.mqtt import InMemoryBroker, InMemoryCommunicator
+from shared.mqtt import InMemoryBroker, InMemoryCommunicator, OutgoingMessage
 
 
-def _messages(n: int, size: int = 10, case: str = "c1", kind: str = "update"
-              ) -> list[tuple[str, str | None, str, bytes, int, bool]]:
-    return [(kind, None, f"t/{case}/{i}", bytes([i % 256]) * size, 1, False) for i in range(n)]
+def _messages(n: int, size: int = 10, case: str = "c1", kind: str = "update") -> list[OutgoingMessage]:
+    return [OutgoingMessage(f"t/{case}/{i}", bytes([i % 256]) * size, 1, False, kind=kind)
+            for i in range(n)]
 
 
 def test_messages_survive_a_reopen_in_order(tmp_path: Path) -> None:
@@ -71,9 +71,9 @@ def test_case_records_survive_and_track_progress(tmp_path: Path) -> None:
 
 def test_confirmed_kinds_wait_for_the_hub_and_are_sent_again(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "o.sqlite3", max_bytes=10_000)
-    outbox.put([("diagnosis", None, "t/d", b"diag", 1, False),
-                ("image", "sha-1", "t/i0", b"chunk0", 1, False),
-                ("update", None, "t/u", b"upd", 1, False)], "c1")
+    outbox.put([OutgoingMessage("t/d", b"diag", 1, False, kind="diagnosis"),
+                OutgoingMessage("t/i0", b"chunk0", 1, False, kind="image", ref="sha-1"),
+                OutgoingMessage("t/u", b"upd", 1, False, kind="update")], "c1")
     outbox.settle(outbox.peek(10))  # the broker acknowledged all three
     assert outbox.pending() == (0, 0) and outbox.unconfirmed() == 2
     assert outbox.requeue_unconfirmed(older_than_s=3600) == 0
@@ -108,9 +108,9 @@ def test_a_refused_message_is_kept_aside_and_does_not_block_the_rest(tmp_path: P
     link = _Refusing(broker)
     link.start()
     outbox = Outbox(tmp_path / "o.sqlite3", max_bytes=10_000)
-    outbox.put([("update", None, "t/a", b"1", 1, False),
-                ("update", None, "t/forbidden", b"2", 1, False),
-                ("update", None, "t/b", b"3", 1, False)], "c1")
+    outbox.put([OutgoingMessage("t/a", b"1", 1, False, kind="update"),
+                OutgoingMessage("t/forbidden", b"2", 1, False, kind="update"),
+                OutgoingMessage("t/b", b"3", 1, False, kind="update")], "c1")
     assert OutboxSender(outbox, link, on_sent=lambda rows: None).flush() is True
     assert [t for t, _, _ in broker.published] == ["t/a", "t/b"]
     dead = sqlite3.connect(outbox.path).execute("SELECT topic, error FROM dead").fetchall()

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from edge_agent.imaging import load_image
+from edge_agent.operators import XrayInput
 from edge_agent.pipeline import DiagnosisPipeline
 from shared.errors import InputImageError
 from shared.findings import FINDINGS
-from shared.messages import Position
 from tests.images import chest_like
 
 
@@ -75,9 +75,9 @@ def test_placeholder_pipeline_is_labelled_and_content_dependent(tmp_path: Path) 
     other_chest[300:450, 60:220] += 40  # a denser lower left lung field
     Image.fromarray(np.clip(other_chest, 0, 255).astype(np.uint8)).save(b)
     pipeline = DiagnosisPipeline()
-    first = pipeline.run(a, ambulance_id="amb-1", position=Position(lat=1, lon=2))
-    again = pipeline.run(a, ambulance_id="amb-1", position=Position(lat=1, lon=2))
-    other = pipeline.run(b, ambulance_id="amb-1", position=Position(lat=1, lon=2))
+    first = pipeline.run(XrayInput.read(a))
+    again = pipeline.run(XrayInput.read(a))
+    other = pipeline.run(XrayInput.read(b))
     assert first.model.placeholder and "placeholder" in first.model.name
     assert [s.finding for s in first.findings] == list(FINDINGS)
     assert [s.probability for s in first.findings] == [s.probability for s in again.findings]
