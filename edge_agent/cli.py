@@ -191,45 +191,6 @@ def _stats(values: list[float]) -> dict[str, float]:
             "p95": percentile(values, 0.95), "max": max(values)}
 
 
-@app.command("guard-report")
-def guard_report(
-    data: Annotated[Path | None, typer.Option(help="Data folder (default: GOLDENHOUR_DATA_DIR).")] = None,
-    fit: Annotated[bool, typer.Option(help="Refit the orientation check on the fitting half first.")]
-    = False,
-    write: Annotated[bool, typer.Option(help="With --fit: write the parameters into "
-                                        "edge_agent/orientation.py.")] = False,
-) -> None:
-    """Measure the image guard on turned and mirrored NIH films and on other
-    pictures: fitted on one half of the patients, measured on the other
-    (docs/image-guard.md)."""
-    from rich.table import Table
-
-    from edge_agent import guard_report as report
-    from shared.datapaths import ENV_VAR, data_dir
-
-    folder = data or data_dir()
-    if folder is None or not (folder / "nih-cxr14-sample").is_dir():
-        console.print(f"[red]no data folder: set {ENV_VAR} or pass --data[/red]")
-        raise typer.Exit(2)
-    fitting, held_out = report.nih_halves(folder)
-    parameters = None
-    if fit:
-        from edge_agent.orientation import fit as fit_orientation
-
-        parameters = fit_orientation(fitting)
-        if write:
-            report.write_parameters(parameters)
-            console.print("parameters written into edge_agent/orientation.py")
-    table = Table(title=f"Image guard: orientation, fitted on {len(fitting)} films, "
-                        f"measured on {len(held_out)} others (other patients)")
-    for column in ("images", "count", "refused by the orientation check", "refused by the whole guard"):
-        table.add_column(column)
-    for row in report.measure(held_out, parameters):
-        table.add_row(*row.cells())
-    console.print(table)
-    console.print(f"orientation check: median {report.timing(held_out, parameters):.2f} ms per film")
-
-
 @app.command()
 def update(
     case_id: Annotated[str, typer.Argument(help="The case id that `send` printed.")],

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from edge_agent.case_message import diagnosis_message
-from edge_agent.ood import DEFAULT_PARAMETERS
+from edge_agent.ood import shipped_parameters
 from edge_agent.operators import DiagnosisResult, XrayInput
 from edge_agent.pipeline import DiagnosisPipeline
 from shared.errors import InputImageError, ModelUpdateError
@@ -144,7 +144,7 @@ def result_problem(diagnosis: DiagnosisResult) -> str | None:
 def chest_like(size: int = 512, seed: int = 0, grain: float = 4.0) -> np.ndarray:
     """An 8-bit grey (size, size) array shaped like a frontal chest radiograph: the
     chest guard's own average chest X-ray, enlarged, with grain."""
-    template = np.asarray(DEFAULT_PARAMETERS.template, np.float32)
+    template = np.asarray(shipped_parameters().template, np.float32)
     scaled = ((template - template.min()) / max(float(np.ptp(template)), 1e-6) * 255).astype(np.uint8)
     big = np.asarray(Image.fromarray(scaled).resize((size, size), Image.Resampling.BICUBIC), np.float32)
     noise = np.random.default_rng(seed).normal(0, grain, big.shape)

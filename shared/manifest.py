@@ -1,5 +1,7 @@
 """The model manifest (``models/manifest.json``): what every shipped model file
-is, how to feed it, how to read its outputs and how it was made.
+is, how to feed it, how to read its outputs and how it was made. Besides the
+classifiers and the detector it lists the image guard's fitted parameters
+(task ``guard``, JSON files; ``edge_agent/guard_model.py``).
 
 Training writes entries; the edge reads them and refuses a model whose file is
 missing or whose sha256 differs from the entry. One canonical input contract
@@ -57,7 +59,7 @@ class ModelFile(_Strict):
     path: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     bytes: int = Field(ge=0)
-    format: Literal["openvino-xml", "openvino-bin", "onnx", "torch"]
+    format: Literal["openvino-xml", "openvino-bin", "onnx", "torch", "json"]
     precision: Literal["fp32", "fp16", "int8"] = "fp32"
 
 
@@ -110,7 +112,8 @@ class ModelEntry(_Strict):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")
     version: str = Field(max_length=32)
-    task: Literal["classifier", "detector"]
+    task: Literal["classifier", "detector", "guard"]
+    """guard: the chest-radiograph guard's fitted statistics (its labels are the statistics' names)."""
     labels: list[str]
     input: InputContract
     files: list[ModelFile]

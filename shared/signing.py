@@ -38,6 +38,8 @@ RELEASE_VERSION = 1
 DOMAIN = b"goldenhour-model-release-v1\n"
 """Prefix of the signed bytes, so that a signature over a release can never be
 replayed as a signature over anything else."""
+RELEASABLE = ("classifier", "detector")
+"""The tasks a release may carry (what model updates install on the edge)."""
 SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 """A model name, version or file name that is safe as one path segment (no
 separators, no leading dot, so never ``..``)."""
@@ -76,14 +78,15 @@ class Release(BaseModel):
         """The entries as validated manifest entries with a safe file layout.
 
         Raises:
-            ModelUpdateError: an entry is not a valid manifest entry, or a file path is
-                not ``<name>/<version>/<file>``.
+            ModelUpdateError: an entry is not a valid manifest entry, is not a classifier
+                or a detector, or a file path is not ``<name>/<version>/<file>``.
         """
         try:
             models = [ModelEntry.model_validate(entry) for entry in self.entries]
         except ValidationError as exc:
             raise ModelUpdateError(f"release {self.label}: invalid manifest entry: {exc}") from exc
         for model in models:
+            _releasable(model)
             for file in model.files:
                 file_segments(model, file)
         return models
@@ -98,6 +101,17 @@ def canonical_json(value: Any) -> bytes:
 def release_payload(entries: list[dict[str, Any]]) -> bytes:
     """The signed bytes of a release made of ``entries``."""
     return DOMAIN + canonical_json({"release_version": RELEASE_VERSION, "entries": entries})
+
+
+def _releasable(entry: ModelEntry) -> None:
+    """Releases carry classifiers and detectors; the image guard ships with the software.
+
+    Raises:
+        ModelUpdateError: any other task.
+    """
+    if entry.task not in RELEASABLE:
+        raise ModelUpdateError(f"{entry.key} is a {entry.task}: a release carries classifiers and "
+                               "detectors only (the image guard ships with the software)")
 
 
 def file_segments(entry: ModelEntry, file: ModelFile) -> tuple[str, str, str]:
@@ -215,9 +229,15 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 # -- releases -----------------------------------------------------------------------------------
 def sign_release(entries: list[ModelEntry], key: Ed25519PrivateKey) -> Release:
-    """A release of ``entries`` signed with ``key``."""
+    """A release of ``entries`` signed with ``key``.
+
+    Raises:
+        ModelUpdateError: an entry is not a classifier or a detector, or a file is not
+            at ``<name>/<version>/<file>``.
+    """
     raw = [entry.model_dump(mode="json") for entry in entries]
     for entry in entries:
+        _releasable(entry)
         for file in entry.files:
             file_segments(entry, file)
     signature = key.sign(release_payload(raw))

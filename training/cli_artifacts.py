@@ -12,7 +12,7 @@ from rich.console import Console
 
 from shared.errors import GoldenhourError
 from shared.manifest import DEFAULT_MODELS_DIR
-from training.cli import app, console, invocation
+from training.cli import DataOption, _data_root, app, console, invocation
 
 err_console = Console(stderr=True)
 
@@ -68,3 +68,71 @@ def import_keras(
     console.print(f"{result.entry.key} added to {models_dir / 'manifest.json'}: input "
                   f"{result.entry.input.size} px grey; OpenVINO vs Keras max probability difference "
                   f"{result.max_abs_diff:.5f} on {result.images} real images. Not for clinical use.")
+
+
+@app.command("guard")
+def guard(
+    version: Annotated[str, typer.Option(help="Version of the chest-guard model to write (a new one).")],
+    folder: DataOption = None,
+    models_dir: Annotated[Path, typer.Option(help="Models folder with manifest.json.")] = DEFAULT_MODELS_DIR,
+) -> None:
+    """Fit the chest-radiograph guard on the NIH sample (grey statistics on every film,
+    the orientation check on one half of the patients) and write it as the chest-guard
+    model: two JSON files and their manifest entry (docs/image-guard.md)."""
+    from training.guard import write_guard
+
+    try:
+        entry = write_guard(_data_root(folder), models_dir, version, command=invocation())
+    except GoldenhourError as exc:
+        err_console.print(f"[red]not fitted:[/] {exc}")
+        raise typer.Exit(2) from exc
+    for file in entry.files:
+        console.print(f"{file.path}: {file.bytes} bytes, sha256 {file.sha256}")
+    console.print(f"{entry.key} added to {models_dir / 'manifest.json'}; {entry.metrics[0].name} "
+                  f"{entry.metrics[0].value:.2%} ({entry.metrics[0].data})")
+
+
+@app.command("guard-report")
+def guard_report(folder: DataOption = None) -> None:
+    """False refusals of the shipped image guard on real chest X-rays (in-sample, held out,
+    full resolution, altered, DICOM) and its refusals of other pictures (about 1 min)."""
+    from rich.table import Table
+
+    from training.guard_report import report
+
+    table = Table(title="Out-of-distribution guard")
+    for column in ("images", "count", "flagged not a CXR", "rate", "refused by load_image"):
+        table.add_column(column)
+    tallies = report(_data_root(folder))
+    for group, tally in tallies.items():
+        rate = tally.flagged / tally.total if tally.total else 0.0
+        table.add_row(group, str(tally.total), str(tally.flagged), f"{rate:.1%}", str(tally.loader))
+    console.print(table)
+    for group, tally in tallies.items():
+        for example in tally.examples:
+            console.print(f"wrong answer, {group}: {example}", markup=False, highlight=False)
+
+
+@app.command("orientation-report")
+def orientation_report(
+    folder: DataOption = None,
+    refit: Annotated[bool, typer.Option(help="Refit the orientation check on the fitting half first "
+                                        "(measured, not written: `train guard` writes).")] = False,
+) -> None:
+    """Measure the image guard on turned and mirrored NIH films and on other pictures:
+    fitted on one half of the patients, measured on the other (docs/image-guard.md)."""
+    from rich.table import Table
+
+    from training import guard_report as report
+    from training.guard import fit_orientation
+
+    fitting, held_out = report.nih_halves(_data_root(folder))
+    parameters = fit_orientation(fitting) if refit else None
+    table = Table(title=f"Image guard: orientation, fitted on {len(fitting)} films, "
+                        f"measured on {len(held_out)} others (other patients)")
+    for column in ("images", "count", "refused by the orientation check", "refused by the whole guard"):
+        table.add_column(column)
+    for row in report.measure(held_out, parameters):
+        table.add_row(*row.cells())
+    console.print(table)
+    console.print(f"orientation check: median {report.timing(held_out, parameters):.2f} ms per film")

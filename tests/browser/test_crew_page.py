@@ -14,7 +14,7 @@ from PIL import Image
 from sqlmodel import Session
 
 from edge_agent.agent import EdgeAgent
-from edge_agent.ood import DEFAULT_PARAMETERS
+from edge_agent.ood import shipped_parameters
 from edge_agent.operators import Prediction
 from edge_agent.pipeline import DiagnosisPipeline
 from edge_agent.placeholder import PlaceholderClassifier
@@ -312,7 +312,7 @@ class HeatMapClassifier(PlaceholderClassifier):
 def chest_like(tmp_path: Path) -> Path:
     """A synthetic image that the edge's chest X-ray guard accepts: its own
     average chest X-ray (the guard's template), enlarged, with some grain."""
-    template = np.asarray(DEFAULT_PARAMETERS.template, np.float32)
+    template = np.asarray(shipped_parameters().template, np.float32)
     scaled = ((template - template.min()) / np.ptp(template) * 255).astype(np.uint8)
     big = np.asarray(Image.fromarray(scaled).resize((512, 512), Image.Resampling.BICUBIC), np.float32)
     noise = np.random.default_rng(0).normal(0, 4, big.shape)

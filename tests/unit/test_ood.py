@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from edge_agent.guard_model import statistics_from_json
 from edge_agent.imaging import load_image
-from edge_agent.ood import (
-    DEFAULT_PARAMETERS,
-    FEATURES,
-    OodParameters,
-    check_chest_radiograph,
-    features,
-    fit,
-    parameters_source,
-    synthetic_non_cxrs,
-)
+from edge_agent.ood import FEATURES, check_chest_radiograph, features, shipped_parameters
 from shared.errors import InputImageError, NotChestRadiographError
+from training.guard import dump, fit_statistics, statistics_json
+from training.guard_samples import synthetic_non_cxrs
 
 SYNTHETIC = synthetic_non_cxrs()
 
@@ -64,23 +59,22 @@ def test_raise_if_not_ok() -> None:
 def test_features_are_all_present_and_finite() -> None:
     values = features(SYNTHETIC[-1][1])
     assert tuple(values) == FEATURES and all(np.isfinite(list(values.values())))
-    assert set(DEFAULT_PARAMETERS.ranges) == set(FEATURES) == set(DEFAULT_PARAMETERS.medians)
-    assert DEFAULT_PARAMETERS.fitted_on == 1335
+    shipped = shipped_parameters()
+    assert set(shipped.ranges) == set(FEATURES) == set(shipped.medians)
+    assert shipped.fitted_on == 1335
 
 
-def test_fitted_parameters_round_trip_through_their_source() -> None:
+def test_fitted_parameters_round_trip_through_their_file() -> None:
     rng = np.random.default_rng(3)
     images = []
     for _ in range(60):
         coarse = rng.normal(size=(8, 8))
         image = Image.fromarray(((coarse - coarse.min()) / np.ptp(coarse) * 255).astype(np.uint8))
         images.append(np.asarray(image.resize((128, 128), Image.Resampling.BICUBIC)))
-    fitted = fit(images)
-    namespace: dict[str, object] = {"OodParameters": OodParameters}
-    exec(parameters_source(fitted), namespace)
-    assert namespace["DEFAULT_PARAMETERS"] == fitted
+    fitted = fit_statistics(images)
+    assert statistics_from_json(json.loads(dump(statistics_json(fitted))), FEATURES) == fitted
     with pytest.raises(ValueError, match="at least 50"):
-        fit(images[:10])
+        fit_statistics(images[:10])
 
 
 # --- real data --------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ JPEG cut short (issue 20, defects 2 and 11)."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,13 @@ from PIL import Image
 from pydicom.dataset import Dataset
 
 from edge_agent import orientation
+from edge_agent.guard_model import OrientationParameters, orientation_from_json
 from edge_agent.imaging import load_image
 from edge_agent.input_checks import check_body_part_and_modality
 from edge_agent.ood import check_chest_radiograph
 from shared.errors import CorruptImageError, NotChestRadiographError
 from tests.images import chest_like
+from training.guard import dump, fit_orientation, orientation_json
 
 NIH_FILM = "00000001_000.png"
 """The film of the issue: rotated 90 degrees it was diagnosed (triage 2)."""
@@ -68,7 +71,7 @@ def _films(count: int, seed: int) -> list[np.ndarray]:
 
 
 def test_fit_learns_which_way_is_up_and_refuses_the_rest() -> None:
-    parameters = orientation.fit(_films(60, seed=1))
+    parameters = fit_orientation(_films(60, seed=1))
     assert parameters.fitted_on == 60 and np.isfinite(parameters.turn_margin)
     for film in _films(10, seed=2):
         assert orientation.check_orientation(film, parameters).ok
@@ -76,17 +79,14 @@ def test_fit_learns_which_way_is_up_and_refuses_the_rest() -> None:
             verdict = orientation.check_orientation(np.ascontiguousarray(transform(film)), parameters)
             assert not verdict.ok, name
     # the written parameters read back the same
-    namespace: dict[str, object] = {"np": np, "OrientationParameters": orientation.OrientationParameters,
-                                    "SIZE": orientation.SIZE}
-    exec(orientation.parameters_source(parameters, "test"), namespace)  # noqa: S102
-    again = namespace["DEFAULT_PARAMETERS"]
-    assert isinstance(again, orientation.OrientationParameters)
+    again = orientation_from_json(json.loads(dump(orientation_json(parameters))))
+    assert isinstance(again, OrientationParameters)
     assert np.allclose(again.turn_weights, parameters.turn_weights, atol=1e-4)
     assert again.mirror_margin == parameters.mirror_margin
 
 
 def test_shipped_parameters_are_fitted() -> None:
-    shipped = orientation.DEFAULT_PARAMETERS
+    shipped = orientation.shipped_parameters()
     assert shipped.fitted_on > 500
     assert np.isfinite(shipped.turn_margin) and np.isfinite(shipped.mirror_margin)
     assert float(np.abs(shipped.turn_weights).sum()) > 0

@@ -218,3 +218,18 @@ def test_keygen_sign_verify_publish_commands(tmp_path: Path) -> None:
     result = runner.invoke(app, ["sign", "--key", str(private), "--manifest", str(models / "manifest.json"),
                                  "--model", "tiny", "--version", "1.1.0", "--out", str(tmp_path / "r.json")])
     assert result.exit_code == 1 and not (tmp_path / "r.json").exists()
+
+
+def test_the_image_guard_is_never_released(tmp_path: Path) -> None:
+    """The guard's parameters ship with the software: no release may carry them, whether
+    signed by this code or crafted and signed by hand."""
+    entry = _entry(tmp_path).model_copy(update={"task": "guard", "labels": ["contrast"],
+                                                "thresholds": None})
+    key = generate_key()
+    with pytest.raises(ModelUpdateError, match="classifiers and detectors only"):
+        sign_release([entry], key)
+    raw = [entry.model_dump(mode="json")]
+    crafted = Release(entries=raw, key_id=key_id(key.public_key()), signed_at="2026-01-01T00:00:00+00:00",
+                      signature=base64.b64encode(key.sign(release_payload(raw))).decode())
+    with pytest.raises(ModelUpdateError, match="tiny@1.0.0 is a guard"):
+        verify_release(crafted, key.public_key())
