@@ -25,7 +25,6 @@ from shared.stats import percentile
 app = typer.Typer(help="Edge agent for the ambulance computer.", no_args_is_help=True)
 logger = logging.getLogger(__name__)
 console = Console()
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
 
 
 @app.command()
