@@ -58,15 +58,15 @@ class BackgroundLoop:
         """Run the next round now rather than at the end of the wait."""
         self._wake.set()
 
-    def stop(self) -> bool:
+    def stop(self, timeout_s: float | None = None) -> bool:
         """Stop after the round in progress; returns False when the thread is
-        still running after ``join_timeout_s``."""
+        still running after ``timeout_s`` (default: the loop's ``join_timeout_s``)."""
         self._stop.set()
         self._wake.set()
         thread = self._thread
         if thread is None:
             return True
-        thread.join(timeout=self._join_timeout_s)
+        thread.join(timeout=self._join_timeout_s if timeout_s is None else timeout_s)
         if thread.is_alive():
             logger.warning("background loop still running at shutdown", extra={"loop": self.name})
             return False

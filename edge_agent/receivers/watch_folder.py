@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from edge_agent.receivers.dicom_scp import OnImage
+from shared.background import BackgroundLoop
 from shared.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -70,9 +71,7 @@ class WatchFolder:
         self.poll_s = poll_s
         self.idle_poll_s = idle_poll_s
         self.use_watchdog = use_watchdog
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop: BackgroundLoop | None = None
         self._observer: Any = None
         self._seen: dict[str, _Seen] = {}
         self._stuck: dict[str, tuple[int, int]] = {}
@@ -99,25 +98,24 @@ class WatchFolder:
         Raises:
             ConfigurationError: the folders cannot be created.
         """
-        if self._thread is not None:
+        if self._loop is not None and not self._loop.stopping:
             return
         try:
             for path in (self.folder, self.done_folder, self.failed_folder):
                 path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigurationError(f"cannot create the watched folder {self.folder}: {exc}") from exc
-        self._stopping.clear()
+        self._loop = BackgroundLoop(f"watch-folder:{self.folder.name}", self._round, self.poll_s,
+                                    first_delay_s=0.0)
         if self.use_watchdog:
-            self._observer = self._start_observer()
-        self._thread = threading.Thread(target=self._run, name=f"watch-folder:{self.folder.name}",
-                                        daemon=True)
-        self._thread.start()
+            self._observer = self._start_observer(self._loop.wake)
+        self._loop.start()
         logger.info("watching folder", extra={"folder": str(self.folder), "mode": self.watching})
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop watching; a file being processed finishes first (up to ``timeout``)."""
-        self._stopping.set()
-        self._wake.set()
+        if self._loop is not None:
+            self._loop.stop(timeout_s=timeout)  # a scan in progress ends after its file
         observer, self._observer = self._observer, None
         if observer is not None:
             try:
@@ -125,9 +123,6 @@ class WatchFolder:
                 observer.join(timeout=5)
             except Exception:  # stopping must not fail
                 logger.debug("watchdog observer did not stop cleanly", exc_info=True)
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=timeout)
 
     def __enter__(self) -> WatchFolder:
         self.start()
@@ -137,7 +132,7 @@ class WatchFolder:
                  trace: TracebackType | None) -> None:
         self.stop()
 
-    def _start_observer(self) -> Any:
+    def _start_observer(self, wake: Callable[[], None]) -> Any:
         """A watchdog observer that wakes the scanner, or None (polling)."""
         try:
             from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -145,11 +140,9 @@ class WatchFolder:
         except ImportError:
             logger.warning("watchdog is not installed: polling the watched folder")
             return None
-        wake = self._wake
-
         class Wake(FileSystemEventHandler):
             def on_any_event(self, event: FileSystemEvent) -> None:
-                wake.set()
+                wake()
 
         try:
             observer = Observer()
@@ -161,16 +154,15 @@ class WatchFolder:
             return None
         return observer
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                pending = self.scan()
-            except Exception:  # the folder vanished, a permission changed: keep trying
-                logger.exception("watched folder scan failed", extra={"folder": str(self.folder)})
-                pending = True
-            timeout = self.poll_s if pending or self._observer is None else self.idle_poll_s
-            self._wake.wait(timeout)
-            self._wake.clear()
+    def _round(self) -> float:
+        """One scan; returns the wait before the next (short while files settle or
+        without watchdog events)."""
+        try:
+            pending = self.scan()
+        except Exception:  # the folder vanished, a permission changed: keep trying
+            logger.exception("watched folder scan failed", extra={"folder": str(self.folder)})
+            pending = True
+        return self.poll_s if pending or self._observer is None else self.idle_poll_s
 
     def scan(self, now: float | None = None) -> bool:
         """Look at the folder once; process the files that are complete.
@@ -185,7 +177,7 @@ class WatchFolder:
                 (entry for entry in entries if _wanted(entry.name) and entry.is_file(follow_symlinks=False)),
                 key=lambda entry: entry.name)
         for entry in candidates:
-            if self._stopping.is_set():
+            if self._loop is not None and self._loop.stopping:
                 return True
             try:
                 stat = entry.stat(follow_symlinks=False)
