@@ -78,7 +78,9 @@ class EdgeAgent:
 
     ``announce`` makes it the ambulance's voice on the broker (retained
     status with last will, periodic positions); a one-shot CLI sender sets it
-    False so it never marks the ambulance offline when it exits.
+    False so it never marks the ambulance offline when it exits. ``outbox``:
+    the one the :class:`edge_agent.runtime.EdgeRuntime` opened (and closes);
+    without it the agent opens its own, at ``outbox_path`` or in the state folder.
     """
 
     def __init__(
@@ -106,7 +108,7 @@ class EdgeAgent:
         """The pipeline in use; a model update swaps it between diagnoses."""
         self.position = Position(lat=settings.lat, lon=settings.lon)
         self._owns_outbox = outbox is None
-        self.outbox = outbox or open_outbox(settings, outbox_path)
+        self.outbox = outbox if outbox is not None else open_outbox(settings, outbox_path)
         """Where every case message waits for the broker (the runtime's, or the agent's own)."""
         self.sender = OutboxSender(self.outbox, self.communicator, self._on_sent,
                                    confirm_timeout_s=settings.confirm_timeout_s)
