@@ -32,7 +32,7 @@ from fhir.resources.R4B.bundle import Bundle
 from sqlmodel import Session, col, select
 
 from hospital_hub import dicom_results
-from hospital_hub.dicom_results import FINDING_CODES
+from hospital_hub.dicom_codes import CHEST_XRAY, FINDING_CODES, PRIVATE_SCHEME, UID_NAMESPACE
 from hospital_hub.models import Case, CaseDiagnosis
 from shared.errors import NotFound
 from shared.messages import DiagnosisV1, FindingScore
@@ -48,7 +48,7 @@ TRIAGE_SYSTEM = "https://goldenhour.invalid/fhir/CodeSystem/triage-level"
 CASE_ID_SYSTEM = "https://goldenhour.invalid/fhir/NamingSystem/case-id"
 MODEL_SHA_SYSTEM = "https://goldenhour.invalid/fhir/NamingSystem/model-sha256"
 SYSTEMS = {"SCT": "http://snomed.info/sct", "DCM": "http://dicom.nema.org/resources/ontology/DCM",
-           "LN": "http://loinc.org", dicom_results.PRIVATE_SCHEME: GOLDENHOUR_SYSTEM}
+           "LN": "http://loinc.org", PRIVATE_SCHEME: GOLDENHOUR_SYSTEM}
 """DICOM coding scheme designators and their FHIR code system URIs."""
 UCUM = "http://unitsofmeasure.org"
 TRIAGE_DISPLAY = {1: "resuscitation", 2: "emergent", 3: "urgent", 4: "less urgent",
@@ -58,7 +58,7 @@ _GENDER = {"F": "female", "M": "male", "X": "other"}
 
 
 def _urn(*parts: str) -> str:
-    return f"urn:uuid:{uuid.uuid5(dicom_results.UID_NAMESPACE, '|'.join(('fhir', *parts)))}"
+    return f"urn:uuid:{uuid.uuid5(UID_NAMESPACE, '|'.join(('fhir', *parts)))}"
 
 
 def _ref(urn: str) -> dict[str, str]:
@@ -198,8 +198,8 @@ def build_bundle(case: Case, diagnosis: DiagnosisV1, diagnosis_key: str, diagnos
         "identifier": [{"system": CASE_ID_SYSTEM, "value": case.id}],
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
                                   "code": "RAD", "display": "Radiology"}]}],
-        "code": {"coding": [{"system": "http://loinc.org", "code": dicom_results.CHEST_XRAY.value,
-                             "display": dicom_results.CHEST_XRAY.meaning}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": CHEST_XRAY.value,
+                             "display": CHEST_XRAY.meaning}],
                  "text": "Chest X-ray in the ambulance: AI findings"},
         "subject": _ref(urn["patient"]), "effectiveDateTime": _instant(diagnosis.captured_at),
         "issued": _instant(diagnosed_at),

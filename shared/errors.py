@@ -156,7 +156,7 @@ class SignatureError(ModelUpdateError):
     key), or a signing key that cannot be read."""
 
 
-# --- Hospital formats (hospital_hub/dicom_results.py, hospital_hub/pacs.py).
+# --- Hospital formats (hospital_hub/dicom_*.py, hospital_hub/pacs.py).
 
 
 class DicomExportError(GoldenhourError):

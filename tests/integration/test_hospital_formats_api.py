@@ -17,12 +17,12 @@ from pydicom.uid import Comprehensive3DSRStorage, SecondaryCaptureImageStorage
 
 from hospital_hub.api import create_app
 from hospital_hub.auth import create_token, create_user
-from hospital_hub.dicom_results import AI_NOTICE
 from hospital_hub.fhir import MEDIA_TYPE
 from hospital_hub.models import UserCreate
 from hospital_hub.runtime import HubRuntime
 from hospital_hub.settings import load_hub_settings
 from shared.messages import Envelope, ImageChunkV1
+from shared.notice import AI_NOTICE
 from shared.settings import MqttSettings
 from tests.hospital_formats import diagnosis, dicom_xray
 

@@ -19,10 +19,13 @@ from pydicom import Dataset, dcmread
 from pydicom.uid import Comprehensive3DSRStorage, SecondaryCaptureImageStorage
 
 from hospital_hub import dicom_results as dr
+from hospital_hub.dicom_codes import FINDING_CODES, PRIVATE_SCHEME, stable_uid
+from hospital_hub.dicom_source import source_image
 from hospital_hub.models import Case
 from shared.errors import DicomExportError
 from shared.findings import FINDINGS
 from shared.messages import DiagnosisV1
+from shared.notice import AI_NOTICE
 from tests import samples
 from tests.hospital_formats import COLUMNS, MODEL_SHA, ROWS, diagnosis, dicom_xray, png_xray
 from tests.services import require
@@ -83,7 +86,7 @@ def test_sr_reports_every_finding_with_probability_threshold_and_presence(dicom_
     assert sr.SOPClassUID == Comprehensive3DSRStorage
     assert instances["sr"].sop_instance_uid == sr.SOPInstanceUID
     assert sr.VerificationFlag == "UNVERIFIED" and sr.PreliminaryFlag == "PRELIMINARY"
-    assert sr.Modality == "SR" and dr.AI_NOTICE in sr.SeriesDescription
+    assert sr.Modality == "SR" and AI_NOTICE in sr.SeriesDescription
     title = sr.ConceptNameCodeSequence[0]
     assert (title.CodeValue, title.CodingSchemeDesignator) == ("126000", "DCM")  # TID 1500
     assert [t.TemplateIdentifier for t in sr.ContentTemplateSequence] == ["1500"]
@@ -93,7 +96,7 @@ def test_sr_reports_every_finding_with_probability_threshold_and_presence(dicom_
     findings = [g for g in _groups(sr) if g.ContentTemplateSequence[0].TemplateIdentifier == "1501"]
     assert len(findings) == len(FINDINGS)
     for group, score in zip(findings, diagnosis.findings, strict=True):
-        code = dr.FINDING_CODES[score.finding]
+        code = FINDING_CODES[score.finding]
         items = list(group.ContentSequence)
         finding = next(i for i in items if _name(i) == ("121071", "DCM"))
         assert finding.ConceptCodeSequence[0].CodeValue == code.value
@@ -131,7 +134,7 @@ def test_sr_boxes_are_scoords_on_the_source_image(dicom_results) -> None:  # typ
         method = next(i for i in group.ContentSequence if _name(i) == ("370129005", "SCT"))
         assert method.ConceptCodeSequence[0].CodeValue == {"heatmap": "CAM", "detector": "DETECTOR"}[
             region.source or ""]
-        score = next(i for i in group.ContentSequence if _name(i) == ("REGION_SCORE", dr.PRIVATE_SCHEME))
+        score = next(i for i in group.ContentSequence if _name(i) == ("REGION_SCORE", PRIVATE_SCHEME))
         assert float(score.MeasuredValueSequence[0].NumericValue) == pytest.approx(region.score)
     # highdicom reads its own document back, boxes and all
     parsed = hd.sr.Comprehensive3DSR.from_dataset(sr)
@@ -152,11 +155,11 @@ def test_sr_references_source_names_model_and_carries_the_notice(dicom_results) 
     assert (equipment.Manufacturer, equipment.ManufacturerModelName, equipment.SoftwareVersions) == (
         "goldenhour", "chest-effnetlite0", "1.1.0")
     assert MODEL_SHA in equipment.ContributionDescription
-    assert dr.AI_NOTICE in equipment.ContributionDescription
+    assert AI_NOTICE in equipment.ContributionDescription
     texts = [i.TextValue for i in _items(sr.ContentSequence) if i.ValueType == "TEXT"]
-    assert dr.AI_NOTICE in texts
+    assert AI_NOTICE in texts
     schemes = [s.CodingSchemeDesignator for s in sr.CodingSchemeIdentificationSequence]
-    assert schemes == [dr.PRIVATE_SCHEME]
+    assert schemes == [PRIVATE_SCHEME]
 
 
 def test_sc_is_the_top_heat_map_in_the_source_study(dicom_results) -> None:  # type: ignore[no-untyped-def]
@@ -168,8 +171,8 @@ def test_sc_is_the_top_heat_map_in_the_source_study(dicom_results) -> None:  # t
     reference = sc.SourceImageSequence[0]
     assert reference.ReferencedSOPInstanceUID == source.SOPInstanceUID
     assert reference.PurposeOfReferenceCodeSequence[0].CodeValue == "121322"
-    assert sc.BurnedInAnnotation == "YES" and dr.AI_NOTICE in sc.ImageComments
-    assert dr.AI_NOTICE in sc.SeriesDescription and str(diagnosis.top3[0]) in sc.DerivationDescription
+    assert sc.BurnedInAnnotation == "YES" and AI_NOTICE in sc.ImageComments
+    assert AI_NOTICE in sc.SeriesDescription and str(diagnosis.top3[0]) in sc.DerivationDescription
     assert MODEL_SHA in _sha_in_equipment(sc).ContributionDescription
     overlay = np.asarray(Image.open(io.BytesIO(diagnosis.overlays[0].jpeg)).convert("RGB"))
     pixels = sc.pixel_array
@@ -192,7 +195,7 @@ def test_png_is_wrapped_in_a_source_instance_of_its_own() -> None:
         assert sr.StudyInstanceUID == source.StudyInstanceUID
         ref = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
         assert ref.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
-        assert source.StudyInstanceUID == dr.stable_uid(samples.CASE_ID, diagnosis(image, "png").image.sha256,
+        assert source.StudyInstanceUID == stable_uid(samples.CASE_ID, diagnosis(image, "png").image.sha256,
                                                          "study")
 
 
@@ -213,9 +216,9 @@ def test_no_heat_map_no_sc_and_broken_inputs_are_refused() -> None:
     out = io.BytesIO()
     source.save_as(out)
     with pytest.raises(DicomExportError, match="SOPInstanceUID"):
-        dr.source_image(out.getvalue(), "application/dicom", _case(), "ab" * 32, samples.T0)
+        source_image(out.getvalue(), "application/dicom", _case(), "ab" * 32, samples.T0)
     with pytest.raises(DicomExportError):
-        dr.source_image(b"not an image", "image/png", _case(), "ab" * 32, samples.T0)
+        source_image(b"not an image", "image/png", _case(), "ab" * 32, samples.T0)
 
 
 def test_dciodvfy_finds_no_errors(tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.observation import Observation
 
 from hospital_hub import fhir
-from hospital_hub.dicom_results import AI_NOTICE, FINDING_CODES
+from hospital_hub.dicom_codes import FINDING_CODES
 from hospital_hub.models import Case
+from shared.notice import AI_NOTICE
 from tests import samples
 from tests.hospital_formats import MODEL_SHA, diagnosis, dicom_xray
 
