@@ -156,7 +156,7 @@ def decode(data: bytes, expected: type[Payload] | None = None) -> Envelope[Any]:
     if not isinstance(message_id, bytes) or len(message_id) != 16:
         raise MalformedMessage("message_id must be 16 bytes")
     try:
-        envelope = Envelope[cls](  # type: ignore[valid-type]
+        envelope = Envelope.of(cls)(
             schema_name=schema,
             version=version,
             message_id=uuid.UUID(bytes=message_id),
