@@ -23,25 +23,19 @@ again on it, and the release is removed. A rejected release is remembered in
 the state file and never retried. The previous version's files are kept; only
 versions older than the previous one that this updater installed itself are
 deleted once a new model has passed its probation.
+
+This module is the update loop; the hub's offer and files are fetched by
+:mod:`edge_agent.update_fetch`, the files are installed and removed by
+:mod:`edge_agent.update_files`, and what was done is kept by
+:mod:`edge_agent.update_state`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
-import ipaddress
-import json
 import logging
-import os
 import shutil
 import threading
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import quote, urlsplit
 
 from edge_agent.backends import OpenVinoConfig
 from edge_agent.classifier import load_classifier
@@ -49,102 +43,23 @@ from edge_agent.detector import load_detector
 from edge_agent.pipeline import DiagnosisPipeline
 from edge_agent.pipeline_slot import PipelineSlot, Probation, self_test, self_test_image
 from edge_agent.settings import PLACEHOLDER, EdgeSettings
+from edge_agent.update_fetch import HubReleases, TransientFetchError, warn_if_cleartext
+from edge_agent.update_files import (
+    STAGING,
+    add_to_manifest,
+    check_writable,
+    is_installed,
+    move_into_place,
+    pipeline_keys,
+    remove_models,
+)
+from edge_agent.update_state import UpdateResult, UpdateState
 from shared.background import BackgroundLoop
 from shared.errors import GoldenhourError, ModelUpdateError
-from shared.manifest import Manifest, ModelEntry, ModelFile, load_manifest, save_manifest
-from shared.signing import Release, file_segments, load_public_key, parse_release, verify_release
+from shared.manifest import Manifest, ModelEntry, load_manifest, save_manifest
+from shared.signing import Release, load_public_key, verify_release
 
 logger = logging.getLogger(__name__)
-
-Outcome = Literal["no-offer", "current", "skipped", "installed", "passed", "rejected", "known-rejected",
-                  "rolled-back", "retry"]
-STAGING = ".staging"
-MAX_OFFER_BYTES = 1 << 20
-BLOCK = 1 << 20
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class UpdateResult:
-    """What a poll (or a probation) did with the release on offer."""
-
-    outcome: Outcome
-    detail: str = ""
-    release: str | None = None
-    """``name@version`` of the release's entries."""
-    digest: str | None = None
-    at: str = field(default_factory=_now)
-
-
-class _Transient(ModelUpdateError):
-    """The hub could not be reached or a download broke off: try again at the next poll."""
-
-
-# -- what this edge has done with releases -------------------------------------------------------
-class UpdateState:
-    """Installed and rejected releases, kept in a small JSON file (written atomically)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rejected: dict[str, dict[str, str]] = {}
-        self.installed: list[dict[str, str]] = []
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            self.rejected, self.installed = dict(data["rejected"]), list(data["installed"])
-        except FileNotFoundError:
-            pass
-        except (ValueError, KeyError, TypeError) as exc:
-            logger.error("model update state unreadable: starting afresh", extra={"path": str(path),
-                                                                                   "error": str(exc)})
-
-    def reject(self, release: Release, reason: str) -> None:
-        """Never try ``release`` again."""
-        self.rejected[release.digest] = {"release": release.label, "reason": reason[:1000], "at": _now()}
-        self._save()
-
-    def install(self, release: Release, entries: list[ModelEntry]) -> None:
-        """Remember that this updater installed ``entries``."""
-        self.installed += [{"key": e.key, "name": e.name, "version": e.version, "digest": release.digest,
-                            "at": _now()} for e in entries]
-        self._save()
-
-    def forget(self, keys: set[str]) -> None:
-        """Drop installed entries once their files are gone."""
-        self.installed = [row for row in self.installed if row["key"] not in keys]
-        self._save()
-
-    def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"rejected": self.rejected, "installed": self.installed}, indent=2),
-                       encoding="utf-8")
-        os.replace(tmp, self.path)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Redirects are refused: they would carry the token to wherever they point."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-def _check_writable(models_dir: Path) -> None:
-    """Refuse at start-up a models folder the updater could never install into
-    (e.g. the checkout's ``models/`` under a systemd unit's ``ProtectSystem=strict``).
-
-    Raises:
-        ModelUpdateError: the folder (or, when it does not exist yet, the
-            nearest folder above it) is not writable.
-    """
-    existing = next((p for p in (models_dir, *models_dir.parents) if p.exists()), models_dir)
-    if not os.access(existing, os.W_OK):
-        raise ModelUpdateError(
-            f"the models folder {models_dir} is not writable, so no update could be installed: "
-            "set GOLDENHOUR_EDGE_MODELS_DIR to a writable copy of the models "
-            "(see docs/model-updates.md)")
 
 
 # -- the updater -------------------------------------------------------------------------------
@@ -157,13 +72,12 @@ class ModelUpdater:
             raise ModelUpdateError("model updates need an offer URL and a public key")
         self.settings, self.config, self.slot = settings, config, slot
         self.url = config.url
-        self.files_url = config.url.rstrip("/").rsplit("/", 1)[0] + "/files/"
         self.public_key = load_public_key(config.public_key)
         self.models_dir = settings.models_dir
-        _check_writable(self.models_dir)
+        check_writable(self.models_dir)
         self.state = UpdateState(config.state_file or settings.state_dir / "model-updates.json")
         self.status: UpdateResult | None = None
-        self._opener = urllib.request.build_opener(_NoRedirect)
+        self.hub = HubReleases(config)
         self._poll_lock = threading.Lock()
         self._files_lock = threading.RLock()
         """Guards the manifest and the state file; held only briefly, as diagnoses wait
@@ -171,7 +85,7 @@ class ModelUpdater:
         self._loop = BackgroundLoop("edge-model-update", self._poll, config.interval_s,
                                     first_delay_s=min(10.0, config.interval_s), join_timeout_s=60,
                                     failure="model update check failed")
-        _warn_if_cleartext(config.url)
+        warn_if_cleartext(config.url)
 
     @classmethod
     def from_settings(cls, settings: EdgeSettings, slot: PipelineSlot) -> ModelUpdater | None:
@@ -204,8 +118,8 @@ class ModelUpdater:
             if self.slot.on_probation:
                 return self._report(UpdateResult("skipped", "a new model is still on probation"))
             try:
-                release = self._fetch_offer()
-            except _Transient as exc:
+                release = self.hub.offer()
+            except TransientFetchError as exc:
                 return self._report(UpdateResult("retry", str(exc)))
             except ModelUpdateError as exc:
                 return self._report(UpdateResult("rejected", str(exc)))
@@ -217,7 +131,7 @@ class ModelUpdater:
                                                  release.digest))
             try:
                 return self._report(self._consider(release))
-            except _Transient as exc:
+            except TransientFetchError as exc:
                 return self._report(UpdateResult("retry", str(exc), release.label, release.digest))
             except ModelUpdateError as exc:
                 with self._files_lock:
@@ -230,12 +144,12 @@ class ModelUpdater:
         reason = self._not_for_us(entries)
         if reason is not None:
             return UpdateResult("skipped", reason, release.label, release.digest)
-        if all(_installed(active, entry) for entry in entries):
+        if all(is_installed(active, entry) for entry in entries):
             return UpdateResult("current", "already installed", release.label, release.digest)
         staging = self.models_dir / STAGING / release.digest[:16]
         shutil.rmtree(staging, ignore_errors=True)
         try:
-            self._download(entries, staging)
+            self.hub.download(entries, staging)
             save_manifest(Manifest(models=entries), staging)
             candidate = self._candidate(entries, staging)
             diagnosis = self_test(candidate, entries, self_test_image(staging / "self-test.png"),
@@ -274,76 +188,6 @@ class ModelUpdater:
         return None
 
     # -- steps ---------------------------------------------------------------------------------
-    def _open(self, url: str) -> http.client.HTTPResponse:
-        headers = {"Accept": "application/json, application/octet-stream"}
-        if self.config.token is not None:
-            headers["Authorization"] = f"Bearer {self.config.token.get_secret_value()}"
-        request = urllib.request.Request(url, headers=headers)
-        try:
-            response: http.client.HTTPResponse = self._opener.open(request, timeout=self.config.timeout_s)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            raise _Transient(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-        except (OSError, http.client.HTTPException) as exc:
-            raise _Transient(f"{url}: {exc}") from exc
-        return response
-
-    def _fetch_offer(self) -> Release | None:
-        try:
-            with self._open(self.url) as response:
-                data = response.read(MAX_OFFER_BYTES + 1)
-        except _Transient as exc:
-            if isinstance(exc.__cause__, urllib.error.HTTPError) and exc.__cause__.code == 404:
-                return None
-            raise
-        except (OSError, http.client.HTTPException) as exc:
-            raise _Transient(f"{self.url}: {exc}") from exc
-        if len(data) > MAX_OFFER_BYTES:
-            raise ModelUpdateError(f"the offer is larger than {MAX_OFFER_BYTES} bytes")
-        return parse_release(data)
-
-    def _download(self, entries: list[ModelEntry], staging: Path) -> None:
-        total = sum(file.bytes for entry in entries for file in entry.files)
-        if total > self.config.max_mb * 1024 * 1024:
-            raise ModelUpdateError(f"the release's files take {total / 2**20:.0f} MB, more than the "
-                                   f"{self.config.max_mb:.0f} MB this edge accepts")
-        for entry in entries:
-            for file in entry.files:
-                segments = file_segments(entry, file)
-                url = self.files_url + "/".join(quote(part, safe="") for part in segments)
-                self._fetch_file(url, staging / file.path, file)
-
-    def _fetch_file(self, url: str, target: Path, file: ModelFile) -> None:
-        """Stream one file to ``target``, never past its signed size, and check its sha256.
-
-        Raises:
-            _Transient: the download broke off.
-            ModelUpdateError: the hub sent other bytes than the signed ones.
-        """
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(target.name + ".part")
-        digest, size = hashlib.sha256(), 0
-        try:
-            with self._open(url) as response, part.open("wb") as out:
-                length = response.headers.get("Content-Length")
-                if length is not None and length.isdigit() and int(length) != file.bytes:
-                    raise ModelUpdateError(f"{file.path}: the hub sends {length} bytes, the signed entry "
-                                           f"says {file.bytes}")
-                while block := response.read(BLOCK):
-                    size += len(block)
-                    if size > file.bytes:
-                        raise ModelUpdateError(f"{file.path}: longer than its signed {file.bytes} bytes")
-                    digest.update(block)
-                    out.write(block)
-        except (OSError, http.client.HTTPException) as exc:
-            raise _Transient(f"{file.path}: download failed: {exc}") from exc
-        if size != file.bytes:
-            raise _Transient(f"{file.path}: download cut short at {size} of {file.bytes} bytes")
-        if digest.hexdigest() != file.sha256:
-            raise ModelUpdateError(f"{file.path}: sha256 {digest.hexdigest()[:16]}... is not the signed "
-                                   f"{file.sha256[:16]}...")
-        os.replace(part, target)
-
     def _candidate(self, entries: list[ModelEntry], staging: Path) -> DiagnosisPipeline:
         """The current pipeline with the release's models, loaded from the staged files."""
         current = self.slot.current
@@ -362,29 +206,21 @@ class ModelUpdater:
 
     def _install(self, entries: list[ModelEntry], staging: Path) -> None:
         """Move the staged files into place, then add the entries to the manifest."""
-        for entry in entries:
-            target = self.models_dir / entry.name / entry.version
-            if target.exists():  # not in the manifest (checked): a leftover of an earlier try
-                shutil.rmtree(target)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / entry.name / entry.version, target)
+        move_into_place(self.models_dir, entries, staging)
         with self._files_lock:
-            manifest = load_manifest(self.models_dir, missing_ok=True)
-            for entry in entries:
-                manifest = manifest.upsert(entry)
-            save_manifest(manifest, self.models_dir)
+            add_to_manifest(self.models_dir, entries)
         logger.info("model installed", extra={"models": ", ".join(e.key for e in entries)})
 
     # -- the end of a probation ----------------------------------------------------------------
     def _passed(self, release: Release, entries: list[ModelEntry], previous: DiagnosisPipeline) -> None:
         with self._files_lock:
             self.state.install(release, entries)
-            keep = {e.key for e in entries} | _keys(previous)
+            keep = {e.key for e in entries} | pipeline_keys(previous)
             names = {e.name for e in entries}
             old = {row["key"] for row in self.state.installed
                    if row["name"] in names and row["key"] not in keep}
             if old:
-                self._remove(old)
+                remove_models(self.models_dir, old)
                 self.state.forget(old)
             self._report(UpdateResult("passed", f"{self.config.probation} diagnoses on the new model "
                                       f"went well (removed: {', '.join(sorted(old)) or 'nothing'})",
@@ -392,18 +228,9 @@ class ModelUpdater:
 
     def _rolled_back(self, release: Release, entries: list[ModelEntry], problem: str) -> None:
         with self._files_lock:
-            self._remove({e.key for e in entries})
+            remove_models(self.models_dir, {e.key for e in entries})
             self.state.reject(release, f"failed on a real diagnosis: {problem}")
             self._report(UpdateResult("rolled-back", problem, release.label, release.digest))
-
-    def _remove(self, keys: set[str]) -> None:
-        """Take entries out of the manifest first, then delete their files."""
-        manifest = load_manifest(self.models_dir, missing_ok=True)
-        gone = [m for m in manifest.models if m.key in keys]
-        save_manifest(manifest.model_copy(update={"models": [m for m in manifest.models
-                                                             if m.key not in keys]}), self.models_dir)
-        for entry in gone:
-            shutil.rmtree(self.models_dir / entry.name / entry.version, ignore_errors=True)
 
     def _report(self, result: UpdateResult) -> UpdateResult:
         self.status = result
@@ -413,37 +240,3 @@ class ModelUpdater:
         logger.log(level, "model update %s: %s", result.outcome, result.detail,
                    extra={"release": result.release, "digest": result.digest})
         return result
-
-
-def _installed(active: Manifest, entry: ModelEntry) -> bool:
-    """Whether ``entry`` is in the manifest already.
-
-    Raises:
-        ModelUpdateError: the same name and version with other content.
-    """
-    same = [m for m in active.models if m.key == entry.key]
-    if same and same[-1] != entry:
-        raise ModelUpdateError(f"{entry.key} is installed with other content: a new release "
-                               "needs a new version")
-    return bool(same)
-
-
-def _keys(pipeline: DiagnosisPipeline) -> set[str]:
-    info = pipeline.classifier.info
-    keys = {f"{info.name}@{info.version}"}
-    if pipeline.detector is not None:
-        keys.add(pipeline.detector.entry.key)
-    return keys
-
-
-def _warn_if_cleartext(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        return
-    try:
-        loopback = ipaddress.ip_address(parts.hostname or "").is_loopback
-    except ValueError:
-        loopback = parts.hostname == "localhost"
-    if not loopback:
-        logger.warning("model updates over plain HTTP: the token travels in clear text (the signature "
-                       "still protects the model)", extra={"url": url})

@@ -144,7 +144,7 @@ class SyntheticImageError(InputImageError):
     patient, so never diagnosed as a case nor used to evaluate a model."""
 
 
-# --- Signed model updates (shared/signing.py, edge_agent/model_update.py).
+# --- Signed model updates (shared/signing.py, edge_agent/model_update.py, edge_agent/update_*.py).
 
 
 class ModelUpdateError(GoldenhourError):

@@ -22,9 +22,10 @@ from typer.testing import CliRunner
 
 from edge_agent.agent import CaseRecord, EdgeAgent
 from edge_agent.backends import OnnxRuntimeConfig
-from edge_agent.model_update import STAGING, ModelUpdater
+from edge_agent.model_update import ModelUpdater
 from edge_agent.pipeline import build_pipeline
 from edge_agent.settings import EdgeSettings, load_edge_settings
+from edge_agent.update_files import STAGING
 from edge_agent.update_settings import ModelUpdateSettings
 from hospital_hub.api import create_app
 from hospital_hub.auth import create_token, create_user
