@@ -5,7 +5,14 @@ database, the hub workers (sharing the load through an MQTT 5 shared
 subscription), a case publisher, a position publisher, simulated ERs that
 accept the first-ranked offer at once, and an ambulance-side watcher. Every
 process stamps events with the same wall clock, and the figures are computed
-from those stamps afterwards.
+from those stamps afterwards (:mod:`hospital_hub.bench_figures`); the CPU each
+group of processes used comes from ``/proc`` (:mod:`hospital_hub.bench_cpu`).
+
+``--sweep`` keeps one broker, database and set of workers and offers rising
+case rates, each with the same positions, and prints the saturation curve and
+its knee. ``--hub-src`` runs the workers from another source tree (for
+example ``git archive`` of an earlier commit), so an older hub can be measured
+under exactly the same load.
 """
 
 from __future__ import annotations
@@ -15,239 +22,176 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
-from collections import Counter, defaultdict
+import urllib.request
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import msgpack
 import typer
 
-from hospital_hub.db import make_engine, migrate
-from hospital_hub.registry import import_registry
-from hospital_hub.settings import SAMPLE_REGISTRY
+from hospital_hub import bench_cpu
+from hospital_hub.bench_figures import RateRun, figures, knee, markdown_table
+from hospital_hub.bench_load import AmbulanceWatcher, answer_offers, publish_cases, publish_positions
 from shared import topics
-from shared.broker import MosquittoBroker
-from shared.ids import new_case_id
-from shared.messages import ErDecisionV1, decode, encode
-from shared.messages.envelope import Envelope
-from shared.mqtt import PahoCommunicator
-from shared.settings import MqttSettings
-from shared.stats import percentile
+from shared.broker import MosquittoBroker, free_port
 
 logger = logging.getLogger(__name__)
 
-
-def _client(settings: dict[str, Any], name: str) -> PahoCommunicator:
-    client = PahoCommunicator(MqttSettings(**settings, session_expiry_s=0),
-                              client_id=f"bench-{name}-{os.getpid()}")
-    client.start()
-    return client
-
-
-def _sample_diagnosis(ambulance_id: str) -> dict[str, Any]:
-    """The payload of a realistic diagnosis (about 8 KB with its thumbnail)."""
-    from shared.findings import FINDINGS
-    from shared.messages import (
-        DiagnosisV1,
-        FindingScore,
-        ImageInfo,
-        ModelInfo,
-        Position,
-        Triage,
-    )
-
-    probabilities = [0.05 * (i + 1) for i in range(len(FINDINGS))]
-    diagnosis = DiagnosisV1(
-        ambulance_id=ambulance_id, captured_at=datetime.now(UTC),
-        position=Position(lat=42.35, lon=-71.06),
-        image=ImageInfo(source="bench.dcm", format="dicom", width=2048, height=2048,
-                        sha256="ab" * 32, thumbnail_jpeg=b"\xff\xd8" + os.urandom(8000)),
-        model=ModelInfo(name="placeholder-not-a-model", version="0", placeholder=True),
-        findings=[FindingScore(finding=f, probability=p, threshold=0.5)
-                  for f, p in zip(FINDINGS, probabilities, strict=True)],
-        top3=[FINDINGS[13], FINDINGS[12], FINDINGS[11]],
-        triage=Triage(level=2, label="very urgent", reasons=["bench"]),
-    )
-    return diagnosis.model_dump(mode="python", exclude_none=True)
+DEFAULT_RATES = (0, 25, 50, 100, 150, 200, 300, 400)
+_PREPARE = ("import sys; from hospital_hub.db import make_engine, migrate; "
+            "from hospital_hub.registry import import_registry; "
+            "from hospital_hub.settings import SAMPLE_REGISTRY; e = make_engine(sys.argv[1]); "
+            "migrate(e); import_registry(e, SAMPLE_REGISTRY); e.dispose()")
+"""Case rates of a sweep; 0 runs positions alone (the hub's CPU per position)."""
 
 
-def _wire(schema: str, case_id: str | None, sender: str, payload: dict[str, Any]) -> bytes:
-    """Pack an envelope directly (the load generator must not be the bottleneck)."""
-    return msgpack.packb({"schema": schema, "version": 1, "message_id": uuid.uuid4().bytes,
-                          "case_id": case_id, "sender": sender,
-                          "sent_at": datetime.now(UTC), "payload": payload},
-                         datetime=True, use_bin_type=True)
+class HubStack:
+    """Broker, database, hub workers, simulated ERs and the ambulance watcher."""
 
+    def __init__(self, workers: int, database: Literal["postgres", "sqlite"],
+                 hub_src: Path | None = None, hub_env: dict[str, str] | None = None) -> None:
+        self.workers = workers
+        self.database = database
+        self.hub_src = hub_src
+        self.hub_env = hub_env or {}
+        self.stack = ExitStack()
+        self.work = Path(tempfile.mkdtemp(prefix="goldenhour-bench-hub-"))
+        self.context = mp.get_context("spawn")
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.metrics_ports: list[int] = []
 
-def publish_cases(settings: dict[str, Any], rate: float, duration: float, out: str) -> None:
-    """Publish diagnoses at ``rate`` per second, QoS 1 with acks; record each time."""
-    client = _client(settings, "cases")
-    ambulances = [f"amb-{n:04d}" for n in range(200)]
-    payloads = {a: _sample_diagnosis(a) for a in ambulances[:1]}
-    template = payloads[ambulances[0]]
-    sent: dict[str, float] = {}
-    start = time.time()
-    number = 0
-    while (now := time.time()) - start < duration:
-        due = int((now - start) * rate) + 1
-        while number < due:
-            ambulance = ambulances[number % len(ambulances)]
-            case_id = new_case_id()
-            payload = {**template, "ambulance_id": ambulance}
-            sent[case_id] = time.time()
-            client.publish(topics.CASE_DIAGNOSIS.topic(ambulance_id=ambulance, case_id=case_id),
-                           _wire("diagnosis", case_id, ambulance, payload))
-            number += 1
-        time.sleep(0.002)
-    client.stop()
-    Path(out).write_text(json.dumps({"sent": sent, "start": start, "end": time.time()}))
+    def __enter__(self) -> HubStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stack.close()
+            raise
+        return self
 
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
 
-def publish_positions(settings: dict[str, Any], rate: float, duration: float,
-                      ambulances: int, out: str) -> None:
-    """Publish positions of ``ambulances`` ambulances at ``rate`` per second, QoS 0."""
-    client = _client(settings, "positions")
-    count = 0
-    start = time.time()
-    while (now := time.time()) - start < duration:
-        due = int((now - start) * rate)
-        while count < due:
-            ambulance = f"amb-{count % ambulances:04d}"
-            payload = {"position": {"lat": 42.30 + (count % 97) / 1000,
-                                    "lon": -71.10 + (count % 89) / 1000}}
-            client.publish(topics.AMBULANCE_POSITION.topic(ambulance_id=ambulance),
-                           _wire("position", None, ambulance, payload), qos=0)
-            count += 1
-        time.sleep(0.002)
-    elapsed = time.time() - start
-    client.stop()
-    Path(out).write_text(json.dumps({"count": count, "seconds": elapsed}))
+    def _start(self) -> None:
+        from hospital_hub import pgserver
+        from hospital_hub.db import make_engine
+        from shared.supervisor import wait_online
 
-
-def answer_offers(settings: dict[str, Any], ready: Any, stop: Any, out: str) -> None:
-    """Simulated ERs: record every offer; accept the first-ranked one at once."""
-    client = _client(settings, "ers")
-    lock = threading.Lock()
-    offers: list[tuple[str, str, str, int, float]] = []
-    accepts: dict[str, float] = {}
-
-    def on_offer(topic: str, data: bytes) -> None:
-        envelope = decode(data)
-        offer = envelope.payload
-        received = time.time()
-        with lock:
-            offers.append((envelope.case_id, offer.hospital_id, offer.state, offer.rank,
-                           received))
-        if offer.state == "open" and offer.rank == 1:
-            decision = Envelope.wrap(ErDecisionV1(hospital_id=offer.hospital_id,
-                                                  decision="accept", decided_by="bench"),
-                                     sender=offer.hospital_id, case_id=envelope.case_id)
-            with lock:
-                accepts[envelope.case_id] = time.time()
-            client.publish(topics.ER_DECISION.topic(hospital_id=offer.hospital_id,
-                                                    case_id=envelope.case_id), encode(decision))
-
-    client.subscribe(topics.ER_OFFER.subscription(), on_offer)
-    ready.set()
-    stop.wait()
-    client.stop()
-    with lock:
-        Path(out).write_text(json.dumps({"offers": offers, "accepts": accepts}))
-
-
-def run(cases_per_s: float, positions_per_s: float, duration_s: float, workers: int,
-        database: Literal["postgres", "sqlite"], ambulances: int, drain_s: float) -> dict[str, Any]:
-    """Run the benchmark and return its figures."""
-    from hospital_hub import pgserver
-    from shared.supervisor import wait_online
-
-    work = Path(tempfile.mkdtemp(prefix="goldenhour-bench-hub-"))
-    context = mp.get_context("spawn")
-    hub_processes: list[subprocess.Popen[bytes]] = []
-    with ExitStack() as stack:
-        stack.callback(shutil.rmtree, work, True)
-        broker = MosquittoBroker(workdir=work / "broker")
-        (work / "broker").mkdir()
+        self.stack.callback(shutil.rmtree, self.work, True)
+        (self.work / "broker").mkdir()
+        broker = MosquittoBroker(workdir=self.work / "broker")
         broker.start()
-        stack.callback(broker.stop)
-        if database == "postgres":
-            server = stack.enter_context(pgserver.postgres_server())
-            url = pgserver.create_database(server, "bench")
+        self.stack.callback(broker.stop)
+        if self.database == "postgres":
+            server = self.stack.enter_context(pgserver.postgres_server())
+            self.url = pgserver.create_database(server, "bench")
         else:
-            url = f"sqlite:///{work / 'hub.db'}"
-        engine = make_engine(url)
-        migrate(engine)
-        import_registry(engine, SAMPLE_REGISTRY)
-        engine.dispose()
-        mqtt = {"host": broker.host, "port": broker.port, "protocol": broker.protocol}
-        env = {**os.environ, "GOLDENHOUR_HUB_DATABASE_URL": url,
+            self.url = f"sqlite:///{self.work / 'hub.db'}"
+        self.engine = make_engine(self.url)
+        self.stack.callback(self.engine.dispose)
+        self.mqtt = {"host": broker.host, "port": broker.port}
+        env = {**os.environ, "GOLDENHOUR_HUB_DATABASE_URL": self.url,
                "GOLDENHOUR_HUB_MQTT__PORT": str(broker.port),
                "GOLDENHOUR_HUB_SHARE_GROUP": "bench", "GOLDENHOUR_HUB_LOG_LEVEL": "WARNING",
-               "GOLDENHOUR_HUB_MAINTENANCE_INTERVAL_S": "0.2"}
-        for number in range(1, workers + 1):
-            hub_processes.append(subprocess.Popen(
-                [sys.executable, "-m", "shared.cli", "hub", "worker"],
-                env={**env, "GOLDENHOUR_HUB_HUB_ID": f"bench-w{number}"}))
-        stack.callback(_stop_all, hub_processes)
-        missing = wait_online(broker.mqtt_settings(), {
+               "GOLDENHOUR_HUB_MAINTENANCE_INTERVAL_S": "0.2", **self.hub_env}
+        cwd = None
+        if self.hub_src is not None:
+            cwd = str(self.hub_src)
+            env["PYTHONPATH"] = str(self.hub_src)
+        # The schema and registry of the hub's own source (it may be older than this one),
+        # made once before the workers start so they do not race to migrate.
+        subprocess.run([sys.executable, "-c", _PREPARE, self.url], cwd=cwd, env=env, check=True)
+        for number in range(1, self.workers + 1):
+            port = free_port()
+            self.metrics_ports.append(port)
+            self.processes.append(subprocess.Popen(
+                [sys.executable, "-m", "shared.cli", "hub", "worker"], cwd=cwd,
+                env={**env, "GOLDENHOUR_HUB_HUB_ID": f"bench-w{number}",
+                     "GOLDENHOUR_HUB_METRICS_PORT": str(port)}))
+        self.stack.callback(_stop_all, self.processes)
+        from shared.settings import MqttSettings
+
+        missing = wait_online(MqttSettings(**self.mqtt), {
             topics.HUB_STATUS.topic(hub_id=f"bench-w{n}"): f"w{n}"
-            for n in range(1, workers + 1)}, timeout=60)
+            for n in range(1, self.workers + 1)}, timeout=60)
         if missing:
             raise RuntimeError(f"hub workers not online: {sorted(missing)}")
-
-        decisions: dict[str, list[Any]] = {}
-        lock = threading.Lock()
-
-        def on_decision(topic: str, data: bytes) -> None:
-            envelope = decode(data)
-            with lock:
-                decisions.setdefault(envelope.case_id, []).append(
-                    (envelope.payload.status, time.time()))
-
-        watcher = _client(mqtt, "ambulances")
-        stack.callback(watcher.stop)
-        watcher.subscribe(topics.CASE_DECISION.subscription(), on_decision)
-        stop, ready = context.Event(), context.Event()
-        ers = context.Process(target=answer_offers,
-                              args=(mqtt, ready, stop, str(work / "ers.json")))
+        self._wait_for_lanes()
+        self.watcher = AmbulanceWatcher(self.mqtt)
+        self.stack.callback(self.watcher.stop)
+        ready = self.context.Event()
+        self.control, child = self.context.Pipe()
+        ers = self.context.Process(target=answer_offers, args=(self.mqtt, ready, child))
         ers.start()
-        ready.wait(60)
-        loaders = [
-            context.Process(target=publish_cases, args=(mqtt, cases_per_s, duration_s,
-                                                        str(work / "cases.json"))),
-            context.Process(target=publish_positions, args=(
-                mqtt, positions_per_s, duration_s, ambulances, str(work / "positions.json"))),
-        ]
-        for process in loaders:
-            process.start()
-        for process in loaders:
-            process.join()
-        cases = json.loads((work / "cases.json").read_text())
-        deadline = time.time() + drain_s
-        while time.time() < deadline:
-            with lock:
-                if len(decisions) >= len(cases["sent"]):
-                    break
-            time.sleep(0.5)
-        stop.set()
-        ers.join(60)
-        with lock:
-            seen = dict(decisions)
-        return _figures(cases, json.loads((work / "positions.json").read_text()),
-                        json.loads((work / "ers.json").read_text()), seen,
-                        workers=workers, database=database, targets={
-                            "cases_per_s": cases_per_s, "positions_per_s": positions_per_s,
-                            "duration_s": duration_s, "ambulances": ambulances})
-    raise AssertionError("unreachable")  # ExitStack does not swallow exceptions
+        self.stack.callback(self._stop_ers, ers)
+        if not ready.wait(60):
+            raise RuntimeError("simulated ERs did not connect")
+
+    def _wait_for_lanes(self, timeout_s: float = 60.0) -> None:
+        """Wait until every worker's position lane has subscribed (a hub without
+        lanes, an older one, has none to wait for)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            counters = self.counters()
+            if counters is None or "lanes_up" not in counters:
+                return
+            if counters["lanes_up"] >= self.workers:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the hub's position lanes did not subscribe")
+
+    def _stop_ers(self, ers: Any) -> None:
+        self.control.send("stop")
+        ers.join(30)
+
+    def take_ers(self) -> dict[str, Any]:
+        """The offers and accepts the ERs recorded since the last call."""
+        self.control.send("take")
+        taken: dict[str, Any] = self.control.recv()
+        return taken
+
+    def counters(self) -> dict[str, float] | None:
+        """The hub's counters summed over its workers; None if a worker has no metrics."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        total: dict[str, float] = {}
+        for port in self.metrics_ports:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                    text = r.read().decode()
+            except OSError:
+                return None
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "goldenhour_hub_messages_total":
+                        total["messages"] = total.get("messages", 0.0) + sample.value
+                    elif sample.name == "goldenhour_hub_positions_total":
+                        key = f"positions_{sample.labels['result']}"
+                        total[key] = total.get(key, 0.0) + sample.value
+                    elif sample.name == "goldenhour_hub_position_lane_up":
+                        total["lanes_up"] = total.get("lanes_up", 0.0) + sample.value
+        total["messages"] = total.get("messages", 0.0) + total.get("positions_received", 0.0)
+        return total
+
+    def stored(self, case_ids: set[str]) -> set[str]:
+        """Which of ``case_ids`` the hub's database holds."""
+        from sqlmodel import Session, col, select
+
+        from hospital_hub.models import Case
+
+        found: set[str] = set()
+        ids = sorted(case_ids)
+        with Session(self.engine) as session:
+            for start in range(0, len(ids), 1000):
+                found.update(session.exec(select(Case.id).where(
+                    col(Case.id).in_(ids[start:start + 1000]))).all())
+        return found
+
+    def hub_pids(self) -> set[int]:
+        return {p.pid for p in self.processes}
 
 
 def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -260,57 +204,133 @@ def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
             process.kill()
 
 
-def _figures(cases: dict[str, Any], positions: dict[str, Any], ers: dict[str, Any],
-             ambulances: dict[str, Any], *, workers: int, database: str,
-             targets: dict[str, Any]) -> dict[str, Any]:
-    sent: dict[str, float] = cases["sent"]
-    offers_by_case: dict[str, list[tuple[str, int, float]]] = defaultdict(list)
-    pairs: Counter[tuple[str, str]] = Counter()
-    for case_id, hospital, state, rank, received in ers["offers"]:
-        if state == "open" and case_id in sent:
-            offers_by_case[case_id].append((hospital, rank, received))
-            pairs[(case_id, hospital)] += 1
-    offered = {case_id: max(t for _, rank, t in rows if rank <= 3)
-               for case_id, rows in offers_by_case.items()
-               if len({rank for _, rank, _ in rows if rank <= 3}) == 3}
-    publish_to_offer = [(offered[c] - sent[c]) * 1000 for c in offered]
-    accepted = {c: next(t for status, t in rows if status == "accepted")
-                for c, rows in ambulances.items()
-                if c in sent and any(status == "accepted" for status, _ in rows)}
-    accept_to_ambulance = [(accepted[c] - ers["accepts"][c]) * 1000 for c in accepted
-                           if c in ers["accepts"]]
-    first, last_offer = min(sent.values(), default=0.0), max(offered.values(), default=0.0)
-    double = {c for (c, _), n in pairs.items() if n > 1} | {
-        c for c, rows in offers_by_case.items() if len({h for h, _, _ in rows}) > 3}
-    return {
-        "cases_published": len(sent),
-        "cases_per_s": round(len(offered) / max(1e-9, last_offer - first), 1),
-        "positions_per_s": round(positions["count"] / max(1e-9, positions["seconds"]), 1),
-        "publish_to_offer_ms_p50": round(percentile(publish_to_offer, 0.5), 1),
-        "publish_to_offer_ms_p95": round(percentile(publish_to_offer, 0.95), 1),
-        "accept_to_ambulance_ms_p50": round(percentile(accept_to_ambulance, 0.5), 1),
-        "accept_to_ambulance_ms_p95": round(percentile(accept_to_ambulance, 0.95), 1),
-        "lost": len(sent) - len(accepted),
-        "double_offered": len(double),
-        "hub_workers": workers,
-        "database": database,
-        "cpu_count": os.cpu_count(),
-        "targets": targets,
-        "mean_publish_to_offer_ms": round(statistics.fmean(publish_to_offer), 1)
-        if publish_to_offer else None,
-    }
+def _delta(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float]:
+    if before is None or after is None:
+        return {}
+    return {key: after.get(key, 0.0) - before.get(key, 0.0) for key in after}
+
+
+def run_rate(hub: HubStack, cases_per_s: float, positions_per_s: float, duration_s: float,
+             ambulances: int, drain_s: float) -> dict[str, Any]:
+    """Offer one case rate (and the positions) for ``duration_s``, then drain."""
+    work = hub.work
+    for name in ("cases.json", "positions.json"):
+        (work / name).unlink(missing_ok=True)
+    hub.take_ers()  # forget what an earlier rate left behind
+    jobs: list[tuple[Any, tuple[Any, ...]]] = [(publish_positions, (
+        hub.mqtt, positions_per_s, duration_s, ambulances, str(work / "positions.json")))]
+    if cases_per_s > 0:
+        jobs.append((publish_cases, (hub.mqtt, cases_per_s, duration_s,
+                                     str(work / "cases.json"))))
+    go = hub.context.Event()
+    loaders = []
+    for target, args in jobs:
+        ready = hub.context.Event()
+        loaders.append((hub.context.Process(target=target, args=(*args, ready, go)), ready))
+    for process, _ in loaders:
+        process.start()
+    for process, ready in loaders:
+        if not ready.wait(60):
+            process.terminate()
+            raise RuntimeError("a load generator did not connect")
+    counters_before = hub.counters()
+    cpu_before = bench_cpu.snapshot(hub.hub_pids(), time.time())
+    go.set()  # the window starts with the load: connecting is not in it
+    for process, _ in loaders:
+        process.join()
+    load_end = time.time()
+    cpu_after = bench_cpu.snapshot(hub.hub_pids(), load_end)
+    counters_after = hub.counters()
+    cases = (json.loads((work / "cases.json").read_text()) if cases_per_s > 0
+             else {"sent": {}, "seconds": duration_s})
+    positions = json.loads((work / "positions.json").read_text())
+    sent = set(cases["sent"])
+    deadline = time.time() + drain_s
+    while time.time() < deadline and hub.watcher.done(sent) < len(sent):
+        time.sleep(0.25)
+    time.sleep(0.5)  # the last offers and withdrawals on their way to the ERs
+    ers = hub.take_ers()
+    run = RateRun(
+        cases_per_s=cases_per_s, positions_per_s=positions_per_s, duration_s=duration_s,
+        sent=cases["sent"], case_seconds=cases["seconds"], positions_sent=positions["count"],
+        position_seconds=positions["seconds"], offers=ers["offers"], accepts=ers["accepts"],
+        decisions=hub.watcher.snapshot(), load_end=load_end, stored=hub.stored(sent),
+        counters=_delta(counters_before, counters_after),
+        cpu_cores=bench_cpu.cores(cpu_before, cpu_after), load_seconds=load_end - cpu_before.at)
+    return figures(run)
+
+
+def run(cases_per_s: float, positions_per_s: float, duration_s: float, workers: int,
+        database: Literal["postgres", "sqlite"], ambulances: int, drain_s: float,
+        hub_src: Path | None = None, hub_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """One rate on a fresh stack; returns its figures."""
+    with HubStack(workers, database, hub_src, hub_env) as hub:
+        row = run_rate(hub, cases_per_s, positions_per_s, duration_s, ambulances, drain_s)
+    return {**row, "hub_workers": workers, "database": database, "cpu_count": os.cpu_count(),
+            "targets": {"cases_per_s": cases_per_s, "positions_per_s": positions_per_s,
+                        "duration_s": duration_s, "ambulances": ambulances}}
+
+
+def sweep(rates: list[float], positions_per_s: float, duration_s: float, workers: int,
+          database: Literal["postgres", "sqlite"], ambulances: int, drain_s: float,
+          hub_src: Path | None = None, hub_env: dict[str, str] | None = None,
+          stop_after_failures: int = 2) -> dict[str, Any]:
+    """Rising case rates on one stack; stops after ``stop_after_failures``
+    rates in a row that miss the knee's conditions."""
+    from hospital_hub.bench_figures import passes
+
+    rows: list[tuple[float, dict[str, Any]]] = []
+    failures = 0
+    with HubStack(workers, database, hub_src, hub_env) as hub:
+        for rate in sorted(rates):
+            row = run_rate(hub, rate, positions_per_s, duration_s, ambulances, drain_s)
+            rows.append((rate, row))
+            logger.warning("rate done", extra={"cases_per_s": rate, **{
+                k: row[k] for k in ("cases_per_s", "publish_to_offer_ms_p95",
+                                    "accept_to_ambulance_ms_p95", "lost", "hub_cpu_cores")}})
+            if rate > 0:
+                failures = 0 if passes(row) else failures + 1
+                if failures >= stop_after_failures:
+                    break
+    per_position = next((row.get("cpu_us_per_position") for rate, row in rows if rate == 0), None)
+    return {"knee_cases_per_s": knee(rows), "cpu_us_per_position": per_position,
+            "rows": [{"target_cases_per_s": rate, **row} for rate, row in rows],
+            "table": markdown_table(rows), "hub_workers": workers, "database": database,
+            "cpu_count": os.cpu_count(), "hub_src": str(hub_src) if hub_src else None,
+            "targets": {"positions_per_s": positions_per_s, "duration_s": duration_s,
+                        "ambulances": ambulances, "drain_s": drain_s}}
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"rates must be numbers separated by commas: {text!r}") from exc
+    if not rates or any(rate < 0 for rate in rates):
+        raise typer.BadParameter("give at least one rate, none negative")
+    return rates
 
 
 def bench_hub(
     cases_per_s: Annotated[float, typer.Option(help="Target diagnoses per second.")] = 200.0,
     positions_per_s: Annotated[float, typer.Option(help="Target positions per second.")] = 2000.0,
-    duration: Annotated[float, typer.Option(help="Seconds of load.")] = 10.0,
+    duration: Annotated[float, typer.Option(help="Seconds of load (per rate with --sweep).")]
+    = 10.0,
     workers: Annotated[int, typer.Option(min=1, max=16, help="Hub worker processes.")] = 2,
     database: Annotated[Literal["postgres", "sqlite"], typer.Option()] = "postgres",
     ambulances: Annotated[int, typer.Option(min=1, help="Distinct ambulances reporting.")]
     = 1000,
     drain: Annotated[float, typer.Option(help="Seconds to wait for the backlog after the load.")]
     = 60.0,
+    do_sweep: Annotated[bool, typer.Option(
+        "--sweep", help="Rising case rates (--rates) with the same positions; prints the knee.")]
+    = False,
+    rates: Annotated[str, typer.Option(help="Case rates of --sweep, comma-separated; 0 runs "
+                                            "positions alone.")]
+    = ",".join(str(r) for r in DEFAULT_RATES),
+    hub_src: Annotated[Path | None, typer.Option(
+        help="Run the hub workers from this source tree (e.g. an earlier commit).",
+        exists=True, file_okay=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Sustained hub load on loopback: cases with ranking and offers, positions,
@@ -318,14 +338,28 @@ def bench_hub(
     from shared.logs import configure_logging
 
     configure_logging("WARNING", "text", service="bench")
-    figures = run(cases_per_s, positions_per_s, duration, workers, database, ambulances, drain)
+    if do_sweep:
+        result = sweep(_rates(rates), positions_per_s, duration, workers, database, ambulances,
+                       drain, hub_src)
+        if as_json:
+            typer.echo(json.dumps(result))
+            return
+        typer.echo(result["table"])
+        typer.echo(f"\nknee: {result['knee_cases_per_s']} cases/s "
+                   f"(p95 publish->offers <= 500 ms, accept->ambulance <= 250 ms, "
+                   f"0 lost, 0 double); hub CPU per position: "
+                   f"{result['cpu_us_per_position']} µs; {workers} workers, "
+                   f"{os.cpu_count()} CPUs")
+        return
+    figures_ = run(cases_per_s, positions_per_s, duration, workers, database, ambulances, drain,
+                   hub_src)
     if as_json:
-        typer.echo(json.dumps(figures))
+        typer.echo(json.dumps(figures_))
         return
     from rich.console import Console
     from rich.table import Table
 
     table = Table("figure", "value", title="goldenhour hub benchmark (loopback)")
-    for key, value in figures.items():
+    for key, value in figures_.items():
         table.add_row(key, str(value))
     Console().print(table)

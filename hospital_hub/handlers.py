@@ -11,8 +11,10 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from hospital_hub.cases import CaseService
+from hospital_hub.er_presence import ErPresence
 from hospital_hub.images import ImageStore
 from hospital_hub.live import CapacityError, LiveState
+from hospital_hub.load import HeldCapacity, LoadMonitor
 from shared import topics
 from shared.errors import GoldenhourError, NotFound
 from shared.messages import Envelope, IntakeV1
@@ -45,6 +47,11 @@ def subscribe_handlers(
     share_group: str | None = None,
     refused: Refused | None = None,
     intake: IntakeRecorder | None = None,
+    *,
+    state: Messenger | None = None,
+    presence: ErPresence | None = None,
+    load: LoadMonitor | None = None,
+    held_capacity: HeldCapacity | None = None,
 ) -> None:
     """Subscribe the hub's handlers; ``after_change`` runs after each applied
     case message (the runtime flushes the outbox there); ``refused`` counts
@@ -54,8 +61,17 @@ def subscribe_handlers(
 
     Events go through the shared subscription (one worker handles each);
     retained state (statuses, capacity) goes to every worker, because a
-    broker does not send retained messages to shared subscriptions.
+    broker does not send retained messages to shared subscriptions. State
+    comes through ``state`` (a connection of its own, so a backlog of cases
+    never delays an ER's last will), by default ``messenger``. Positions are
+    not here: they have a lane of their own (:mod:`hospital_hub.position_lane`).
+
+    ``load`` times the case handlers; while it says overloaded, capacity
+    refreshes wait in ``held_capacity`` (newest per ER). ``presence`` keeps
+    the ERs' online status for ranking.
     """
+    state = state or messenger
+    track = load.track if load is not None else (lambda handler: handler)
 
     def diagnosis(envelope: Envelope[Any], ids: dict[str, str]) -> None:
         if cases.receive_diagnosis(envelope):
@@ -87,13 +103,26 @@ def subscribe_handlers(
 
     def capacity(envelope: Envelope[Any], ids: dict[str, str]) -> None:
         payload = envelope.payload
-        try:
-            live.set_capacity(ids["hospital_id"], er_beds_free=payload.er_beds_free,
-                              icu_beds_free=payload.icu_beds_free, accepting=payload.accepting,
-                              at=envelope.sent_at, source="mqtt")
-        except CapacityError as exc:
-            logger.warning("capacity refused", extra={"error": str(exc), **ids})
-            count(topics.ER_CAPACITY.key, "exceeds_registry")
+
+        def apply() -> None:
+            try:
+                live.set_capacity(ids["hospital_id"], er_beds_free=payload.er_beds_free,
+                                  icu_beds_free=payload.icu_beds_free,
+                                  accepting=payload.accepting, at=envelope.sent_at,
+                                  source="mqtt")
+            except CapacityError as exc:
+                logger.warning("capacity refused", extra={"error": str(exc), **ids})
+                count(topics.ER_CAPACITY.key, "exceeds_registry")
+
+        if load is not None and held_capacity is not None and load.overloaded:
+            held_capacity.hold(ids["hospital_id"], _guarded_call(topics.ER_CAPACITY.key, apply))
+            return
+        apply()
+
+    def er_status(envelope: Envelope[Any], ids: dict[str, str]) -> None:
+        if presence is not None:
+            presence.update(ids["hospital_id"], envelope.payload.state == "online",
+                            envelope.sent_at)
 
     def ambulance_status(envelope: Envelope[Any], ids: dict[str, str]) -> None:
         live.ambulance_status(ids["ambulance_id"], envelope.payload.state == "online",
@@ -103,21 +132,18 @@ def subscribe_handlers(
         if intake is not None:
             intake(ids["ambulance_id"], envelope.payload, envelope.sent_at)
 
-    def ambulance_position(envelope: Envelope[Any], ids: dict[str, str]) -> None:
-        live.ambulance_position(ids["ambulance_id"], envelope.payload.position, envelope.sent_at)
-
     shared: list[tuple[topics.TopicSpec, Handler]] = [
         (topics.CASE_DIAGNOSIS, diagnosis), (topics.ER_DECISION, er_decision),
-        (topics.CASE_UPDATE, case_update), (topics.CASE_IMAGE, image_chunk),
-        (topics.AMBULANCE_POSITION, ambulance_position)]
+        (topics.CASE_UPDATE, case_update), (topics.CASE_IMAGE, image_chunk)]
     for spec, handler in shared:
         if spec in (topics.CASE_UPDATE, topics.CASE_IMAGE):
             handler = _waiting_for_case(handler)
-        messenger.on(spec, _guarded(spec.key, handler, dead_letter), share_group=share_group)
+        messenger.on(spec, track(_guarded(spec.key, handler, dead_letter)),
+                     share_group=share_group)
     for spec, handler in ((topics.AMBULANCE_STATUS, ambulance_status),
                           (topics.AMBULANCE_INTAKE, ambulance_intake),
-                          (topics.ER_CAPACITY, capacity)):
-        messenger.on(spec, _guarded(spec.key, handler, dead_letter))
+                          (topics.ER_CAPACITY, capacity), (topics.ER_STATUS, er_status)):
+        state.on(spec, _guarded(spec.key, handler, dead_letter))
 
 
 def _waiting_for_case(handler: Handler) -> Handler:
@@ -133,6 +159,18 @@ def _waiting_for_case(handler: Handler) -> Handler:
                 if delay is None:
                     raise
                 time.sleep(delay)
+
+    return run
+
+
+def _guarded_call(kind: str, apply: Callable[[], None]) -> Callable[[], None]:
+    """A held refresh, applied later: a failure is one log line (a newer report follows)."""
+
+    def run() -> None:
+        try:
+            apply()
+        except (GoldenhourError, DBAPIError) as exc:
+            logger.warning("held message not applied", extra={"kind": kind, "error": str(exc)})
 
     return run
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import or_
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -37,7 +37,7 @@ class LiveState:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._lock = threading.Lock()
-        self._positions: dict[str, tuple[Position, datetime]] = {}
+        self._positions: dict[str, tuple[float, float, datetime]] = {}
 
     def set_capacity(self, hospital_id: str, *, er_beds_free: int, icu_beds_free: int,
                      accepting: bool, at: datetime | None = None,
@@ -83,7 +83,13 @@ class LiveState:
                                                "state": "online" if online else "offline"})
 
     def ambulance_position(self, ambulance_id: str, position: Position, at: datetime) -> None:
-        """Note the latest position; :meth:`flush_positions` stores it.
+        """Note the latest position; :meth:`flush_positions` stores it."""
+        self.note_position(ambulance_id, position.lat, position.lon, at)
+
+    def note_position(self, ambulance_id: str, lat: float, lon: float, at: datetime) -> bool:
+        """Hold the report if it is newer than the one held. Returns False when a
+        report was discarded: this one (older than the one held) or the one held
+        (replaced before it was stored).
 
         Thousands of ambulances report every few seconds and only the latest
         report matters, so reports are coalesced in memory and written in one
@@ -92,8 +98,15 @@ class LiveState:
         at = _not_future(at)
         with self._lock:
             current = self._positions.get(ambulance_id)
-            if current is None or at > current[1]:
-                self._positions[ambulance_id] = (position, at)
+            if current is None or at > current[2]:
+                self._positions[ambulance_id] = (lat, lon, at)
+                return current is None
+        return False
+
+    def pending_positions(self) -> int:
+        """How many ambulances have a report held and not yet stored."""
+        with self._lock:
+            return len(self._positions)
 
     def flush_positions(self) -> int:
         """Store the noted positions newer than the stored ones; returns how many."""
@@ -101,19 +114,31 @@ class LiveState:
             pending, self._positions = self._positions, {}
         if not pending:
             return 0
-        rows = [{"id": ambulance_id, "lat": position.lat, "lon": position.lon,
-                 "position_at": at, "online": False}
-                for ambulance_id, (position, at) in sorted(pending.items())]
-        with session_scope(self._engine) as session:
-            dialect = session.get_bind().dialect.name
-            insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-            statement = insert(Ambulance).values(rows)
-            table = Ambulance.__table__  # type: ignore[attr-defined]
-            session.execute(statement.on_conflict_do_update(
-                index_elements=["id"],
-                set_={"lat": statement.excluded.lat, "lon": statement.excluded.lon,
-                      "position_at": statement.excluded.position_at},
-                where=or_(table.c.position_at.is_(None),
-                          table.c.position_at < statement.excluded.position_at),
-            ))
+        rows = [{"id": ambulance_id, "lat": lat, "lon": lon, "position_at": at, "online": False}
+                for ambulance_id, (lat, lon, at) in sorted(pending.items())]
+        try:
+            with session_scope(self._engine) as session:
+                session.execute(self._upsert(session.get_bind().dialect.name), rows)
+        except Exception:
+            with self._lock:  # hold them again, unless a newer report came meanwhile
+                for ambulance_id, held in pending.items():
+                    current = self._positions.get(ambulance_id)
+                    if current is None or current[2] < held[2]:
+                        self._positions[ambulance_id] = held
+            raise
         return len(pending)
+
+    @staticmethod
+    def _upsert(dialect: str) -> Any:
+        """One row's upsert, executed for many rows at once (a multi-row VALUES
+        statement would be compiled afresh for every batch size)."""
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(Ambulance)
+        table = Ambulance.__table__  # type: ignore[attr-defined]
+        return statement.on_conflict_do_update(
+            index_elements=["id"],
+            set_={"lat": statement.excluded.lat, "lon": statement.excluded.lon,
+                  "position_at": statement.excluded.position_at},
+            where=or_(table.c.position_at.is_(None),
+                      table.c.position_at < statement.excluded.position_at),
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -84,6 +84,25 @@ class HubSettings(BaseSettings):
     model_offer_dir: Path | None = None
     """The signed model release offered to edges (``goldenhour models publish
     --hub-dir``), served at ``/api/models/offer``; None: no offer."""
+    # -- load: positions, overload and ER status (docs/scaling.md) ----------------------
+    position_lane: Literal["auto", "process", "thread"] = "auto"
+    """Where ambulance positions are handled, always on a broker connection of their
+    own: ``process`` (a child process at lower CPU priority), ``thread`` (in the
+    worker), ``auto``: a process with PostgreSQL, a thread with SQLite."""
+    position_flush_interval_s: float = Field(default=1.0, gt=0)
+    """How often the newest position of each ambulance is written (one upsert)."""
+    position_max_lag_s: float = Field(default=10.0, gt=0)
+    """A position lane this far behind drops the broker's queue of stale reports."""
+    position_lane_nice: int = Field(default=10, ge=0, le=19)
+    """How much lower the position lane's process runs than the worker (``nice``)."""
+    overload_lag_s: float = Field(default=1.0, gt=0)
+    """A worker whose case messages wait longer than this (from sent to handled)
+    is overloaded: it defers capacity refreshes and says so in readiness and metrics."""
+    er_offline_grace_s: float = Field(default=30.0, ge=0)
+    """An ER whose console or gateway went offline (its last will) gets no new
+    offers at once; after this grace its open offers pass to the next ERs."""
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """``hub worker`` (no HTTP pages) serves ``/metrics`` on ``http_host`` at this port."""
 
 
 def load_hub_settings(**overrides: Any) -> HubSettings:
