@@ -13,11 +13,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.runtime import EdgeRuntime, XraySources
 from edge_agent.settings import load_edge_settings
-from shared.errors import GoldenhourError, InputImageError
+from shared.errors import ConfigurationError, GoldenhourError, InputImageError
 from shared.lifecycle import stop_event
 from shared.logs import configure_logging
 from shared.stats import percentile
@@ -56,11 +57,15 @@ def run(
     if folder is not None and not folder.is_dir():
         raise typer.BadParameter(f"{folder} is not a folder")
     stop = stop_event()
-    runtime = EdgeRuntime(settings, sources=XraySources(dicom_port=dicom_port, watch=watch, folder=folder,
-                                                        interval_s=interval, seed=seed),
-                          http_port=http_port, http_host=http_host,
-                          on_case=lambda record: console.print(
-                              f"case {record.case_id}: triage {record.triage_level}"))
+    try:
+        runtime = EdgeRuntime(settings, sources=XraySources(dicom_port=dicom_port, watch=watch, folder=folder,
+                                                            interval_s=interval, seed=seed),
+                              http_port=http_port, http_host=http_host,
+                              on_case=lambda record: console.print(
+                                  f"case {record.case_id}: triage {record.triage_level}"))
+    except ConfigurationError as exc:  # a missing or altered model or guard: say so, no traceback
+        console.print(f"[red]the edge cannot start:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
     try:
         runtime.start(wait=False)
         _say_where_xrays_come_from(runtime)

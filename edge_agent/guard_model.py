@@ -5,8 +5,10 @@ files with their manifest entry (task ``guard``): ``statistics.json`` for the
 grey-level statistics of :mod:`edge_agent.ood` and ``orientation.json`` for
 :mod:`edge_agent.orientation`. The edge reads them through the manifest, each
 file checked against its sha256, once per process (:func:`shipped_guard`), from
-the package's own models folder: model updates replace classifiers and
-detectors, never the guard.
+the package's own models folder (``GOLDENHOUR_EDGE_GUARD_MODELS_DIR`` names
+another): model updates replace classifiers and detectors, never the guard.
+The edge reads it when it starts (:func:`edge_guard`), so a missing or altered
+guard stops the start, not the first diagnosis.
 """
 
 from __future__ import annotations
@@ -153,3 +155,18 @@ def load_guard(models_dir: Path = DEFAULT_MODELS_DIR, name: str = GUARD_MODEL,
 def shipped_guard() -> GuardParameters:
     """The guard of the package's models folder, loaded on first use and kept."""
     return load_guard()
+
+
+def edge_guard(models_dir: Path = DEFAULT_MODELS_DIR) -> GuardParameters:
+    """The guard an edge starts with: :func:`shipped_guard` for the package's
+    models folder, else the newest guard listed in ``models_dir``'s manifest.
+
+    Raises:
+        ModelManifestError: the guard is missing, altered or malformed (the
+            message says that the edge does not diagnose without it).
+    """
+    try:
+        return shipped_guard() if models_dir == DEFAULT_MODELS_DIR else load_guard(models_dir)
+    except ModelManifestError as exc:
+        raise ModelManifestError(f"the chest-radiograph guard cannot be loaded, and the edge does "
+                                 f"not diagnose unguarded: {exc}") from exc

@@ -189,7 +189,7 @@ class ModelUpdater:
 
     # -- steps ---------------------------------------------------------------------------------
     def _candidate(self, entries: list[ModelEntry], staging: Path) -> DiagnosisPipeline:
-        """The current pipeline with the release's models, loaded from the staged files."""
+        """The current pipeline (its guard too) with the release's models, loaded from the staged files."""
         current = self.slot.current
         classifier, detector = current.classifier, current.detector
         try:
@@ -202,7 +202,7 @@ class ModelUpdater:
         except Exception as exc:  # a model that does not even load fails its self-test
             raise ModelUpdateError(f"self-test failed: the new model does not load: "
                                    f"{type(exc).__name__}: {exc}") from exc
-        return DiagnosisPipeline(classifier, detector)
+        return DiagnosisPipeline(classifier, detector, current.guard.parameters)
 
     def _install(self, entries: list[ModelEntry], staging: Path) -> None:
         """Move the staged files into place, then add the entries to the manifest."""

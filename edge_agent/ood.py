@@ -36,14 +36,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from edge_agent.guard_model import OodParameters, OrientationParameters, shipped_guard
+from edge_agent.guard_model import GuardParameters, OodParameters, OrientationParameters, shipped_guard
 from edge_agent.orientation import check_orientation, undo
 from edge_agent.orientation import trim_frame as _trim
 from shared.errors import NotChestRadiographError
 from shared.manifest import ModelManifestError
 
 __all__ = ["FEATURES", "FEATURE_LABELS", "OodParameters", "OodResult", "check_chest_radiograph",
-           "chest_layouts", "features", "shipped_parameters"]
+           "chest_layouts", "features", "shipped_parameters", "statistics_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,17 +97,26 @@ class OodResult:
             raise NotChestRadiographError(f"{source}: not a chest radiograph ({reasons})"[:500])
 
 
+def statistics_of(guard: GuardParameters) -> OodParameters:
+    """The grey statistics' parameters of ``guard``, once checked against what this edge computes.
+
+    Raises:
+        ModelManifestError: the guard was fitted to other statistics.
+    """
+    parameters = guard.statistics
+    if tuple(parameters.ranges) != FEATURES:
+        raise ModelManifestError(f"{guard.key} was fitted to the statistics "
+                                 f"{list(parameters.ranges)}, this edge computes {list(FEATURES)}")
+    return parameters
+
+
 def shipped_parameters() -> OodParameters:
     """The grey statistics' parameters of the shipped guard model (read once per process).
 
     Raises:
         ModelManifestError: the guard model is missing, altered or fitted to other statistics.
     """
-    parameters = shipped_guard().statistics
-    if tuple(parameters.ranges) != FEATURES:
-        raise ModelManifestError(f"{shipped_guard().key} was fitted to the statistics "
-                                 f"{list(parameters.ranges)}, this edge computes {list(FEATURES)}")
-    return parameters
+    return statistics_of(shipped_guard())
 
 
 # --- the statistics --------------------------------------------------------------------------------------

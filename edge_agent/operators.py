@@ -22,10 +22,12 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from edge_agent import orientation
 from edge_agent.detector import ModelDetector
+from edge_agent.guard_model import GuardParameters, shipped_guard
 from edge_agent.heatmap import heat_map, overlay_base, overlay_jpeg
 from edge_agent.imaging import LoadedImage, XrayFile, decode_image, thumbnail_jpeg
-from edge_agent.ood import check_chest_radiograph
+from edge_agent.ood import check_chest_radiograph, statistics_of
 from edge_agent.triage import assess
 from shared.findings import FINDINGS, Finding
 from shared.messages import FindingScore, ImageInfo, ModelInfo, Overlay, Region, Triage, Vitals
@@ -145,16 +147,27 @@ class Decode:
 
 class ChestGuard:
     """Refuses what is not a chest radiograph (a photo, a negative, another body
-    part, a turned film) instead of diagnosing it.
+    part, a turned film) instead of diagnosing it, with the guard model's
+    parameters (the shipped ``chest-guard`` by default), read and checked when
+    the operator is made: a missing or altered guard stops the edge's start,
+    not its first diagnosis.
 
     Raises:
-        NotChestRadiographError: with the reasons.
+        ModelManifestError: when made, the guard model is missing, altered or
+            made for another edge.
+        NotChestRadiographError: when called, with the reasons.
     """
 
     name = "ood"
 
+    def __init__(self, guard: GuardParameters | None = None) -> None:
+        self.parameters = guard or shipped_guard()
+        self._statistics = statistics_of(self.parameters)
+        self._orientation = orientation.parameters_of(self.parameters)
+
     def __call__(self, image: LoadedImage) -> LoadedImage:
-        check_chest_radiograph(image.pixels, source_was_colour=image.source_was_colour
+        check_chest_radiograph(image.pixels, source_was_colour=image.source_was_colour,
+                               parameters=self._statistics, orientation_parameters=self._orientation
                                ).raise_if_not_ok(image.source)
         return image
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from edge_agent.guard_model import OrientationParameters, shipped_guard
+from edge_agent.guard_model import GuardParameters, OrientationParameters, shipped_guard
 from shared.manifest import ModelManifestError
 
 SIZE = 24
@@ -126,17 +126,26 @@ def evidence(big: np.ndarray, parameters: OrientationParameters) -> tuple[np.nda
     return values, turned, float(-(mirror_features(big) @ parameters.mirror_weights))
 
 
+def parameters_of(guard: GuardParameters) -> OrientationParameters:
+    """The orientation check's parameters of ``guard``, once checked against the layout this edge reads.
+
+    Raises:
+        ModelManifestError: the guard was made for another layout size.
+    """
+    parameters = guard.orientation
+    if parameters.turn_weights.shape != (SIZE, SIZE):
+        raise ModelManifestError(f"{guard.key}'s orientation weights are "
+                                 f"{parameters.turn_weights.shape}, this edge reads {SIZE} x {SIZE}")
+    return parameters
+
+
 def shipped_parameters() -> OrientationParameters:
     """The orientation check's parameters of the shipped guard model (read once per process).
 
     Raises:
         ModelManifestError: the guard model is missing, altered or made for another layout size.
     """
-    parameters = shipped_guard().orientation
-    if parameters.turn_weights.shape != (SIZE, SIZE):
-        raise ModelManifestError(f"{shipped_guard().key}'s orientation weights are "
-                                 f"{parameters.turn_weights.shape}, this edge reads {SIZE} x {SIZE}")
-    return parameters
+    return parameters_of(shipped_guard())
 
 
 def undo(looks: str, pixels: np.ndarray) -> np.ndarray:

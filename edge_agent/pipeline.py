@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from edge_agent.backends import OpenVinoConfig
 from edge_agent.classifier import load_classifier
 from edge_agent.detector import ModelDetector, load_detector
+from edge_agent.guard_model import GuardParameters, edge_guard
 from edge_agent.operators import (
     ChestGuard,
     Classifier,
@@ -43,12 +44,19 @@ T = TypeVar("T")
 class DiagnosisPipeline:
     """Turns an :class:`XrayInput` into a :class:`DiagnosisResult`, timing each operator."""
 
-    def __init__(self, classifier: Classifier | None = None, detector: ModelDetector | None = None) -> None:
+    def __init__(self, classifier: Classifier | None = None, detector: ModelDetector | None = None,
+                 guard: GuardParameters | None = None) -> None:
+        """``guard``: the chest guard's parameters (the shipped guard's by default),
+        read and checked here.
+
+        Raises:
+            ModelManifestError: the guard model is missing, altered or made for another edge.
+        """
         self.classifier: Classifier = classifier or PlaceholderClassifier()
         self.detector = detector
         self._sources = self.classifier.region_sources()
         self.decode = Decode()
-        self.guard = ChestGuard()
+        self.guard = ChestGuard(guard)
         self.preprocess = Preprocess(self.classifier)
         self.classify = Classify(self.classifier)
         self.postprocess = Postprocess(self.classifier)
@@ -117,11 +125,13 @@ def build_pipeline(settings: EdgeSettings) -> DiagnosisPipeline:
     here, at start-up, not at the first patient.
 
     Raises:
-        ModelManifestError: the model is not in the manifest or fails its check.
+        ModelManifestError: the model or the chest guard is not in the manifest
+            or fails its check.
     """
+    guard = edge_guard(settings.guard_models_dir)
     if settings.model == PLACEHOLDER:
         logger.warning("running the PLACEHOLDER classifier: its results mean nothing")
-        return DiagnosisPipeline(PlaceholderClassifier())
+        return DiagnosisPipeline(PlaceholderClassifier(), guard=guard)
     classifier = load_classifier(settings.backend, name=settings.model, version=settings.model_version,
                                  models_dir=settings.models_dir)
     detector = None
@@ -132,4 +142,4 @@ def build_pipeline(settings: EdgeSettings) -> DiagnosisPipeline:
         if detector is None:
             logger.warning("no detector %s in the manifest: regions come from heat maps only",
                            settings.detector)
-    return DiagnosisPipeline(classifier, detector)
+    return DiagnosisPipeline(classifier, detector, guard)

@@ -68,6 +68,10 @@ class EdgeSettings(BaseSettings):
     model_version: str | None = None
     """None: the newest version of ``model`` in the manifest."""
     models_dir: Path = DEFAULT_MODELS_DIR
+    guard_models_dir: Path = DEFAULT_MODELS_DIR
+    """The models folder the chest-radiograph guard (``chest-guard``) is read from
+    when the edge starts; the package's own by default (model updates never
+    replace the guard, so it need not be in ``models_dir``)."""
     detector: str | None = "chest-yolo"
     """Box detector in the manifest; None (or absent from the manifest): heat-map regions only."""
     backend: BackendConfig = Field(default_factory=OpenVinoConfig)
