@@ -4,7 +4,9 @@
   restarts the service when it stops answering).
 - ``GET /health/ready``: 200 when the database answers and the broker
   connection is up, else 503 with what is missing (a load balancer sends no
-  traffic to a worker that is not ready).
+  traffic to a worker that is not ready); it also says whether the worker is
+  overloaded, how old case messages are when handled and how many wait, and
+  whether the position lane is up (none of these makes it "not ready").
 - ``GET /metrics``: Prometheus text (:mod:`hospital_hub.metrics`). Open like
   ``/health`` (the figures hold no patient data) unless
   ``GOLDENHOUR_HUB_METRICS_TOKEN`` is set; then it needs
@@ -50,6 +52,15 @@ class Readiness(BaseModel):
     """The database answered ``SELECT 1``."""
     broker_connected: bool
     """This worker's MQTT connection is up."""
+    overloaded: bool = False
+    """Case messages wait: capacity refreshes and position writes are deferred
+    (cases never are). Still ready: the worker works, slower (docs/scaling.md)."""
+    event_lag_s: float = 0.0
+    """Median age of case messages when their handling began (last 2 s)."""
+    event_queue_depth: int = 0
+    """Case messages received and waiting for the handler thread."""
+    position_lane: bool = True
+    """The position lane runs and its subscription stands."""
 
 
 def database_answers(engine: Engine) -> bool:
@@ -67,8 +78,12 @@ def readiness(runtime: HubRuntime) -> Readiness:
     """Check the database and the broker connection now."""
     database = database_answers(runtime.engine)
     broker = runtime.communicator.connected
+    load = runtime.load.figures()
     return Readiness(status="ready" if database and broker else "not_ready", database=database,
-                     broker_connected=broker)
+                     broker_connected=broker, overloaded=runtime.overloaded,
+                     event_lag_s=round(load["lag_s"], 3),
+                     event_queue_depth=int(load["queue_depth"]),
+                     position_lane=runtime.position_lane_up)
 
 
 def _authorised(request: Request, token: str) -> bool:
