@@ -102,7 +102,8 @@ AMBULANCE_STATUS = _spec(
 )
 AMBULANCE_POSITION = _spec(
     "ambulance_position", "ambulance/{ambulance_id}/position", PositionV1, 0, False, "edge",
-    "hub", "position every few seconds; a lost one is replaced by the next",
+    "hub", "position every second with an active case, every 20 s otherwise; a lost one is "
+    "replaced by the next, and the hub keeps only the newest",
 )
 AMBULANCE_INTAKE = _spec(
     "ambulance_intake", "ambulance/{ambulance_id}/intake", IntakeV1, 1, True, "edge", "hub",
@@ -131,8 +132,9 @@ CASE_STATUS = _spec(
 )
 DISPATCH_ALERT = _spec(
     "dispatch_alert", "dispatch/alert/{case_id}", DispatchAlertV1, 1, False, "hub",
-    "dispatch", "something that needs a dispatcher: a case no ER accepted, or an ambulance's "
-    "AI predictions drifting from the model's validation distribution",
+    "hub, dispatch", "something that needs a dispatcher: a case no ER accepted, or an "
+    "ambulance's AI predictions drifting from the model's validation distribution; the "
+    "hub's dispatch board shows them as they come",
 )
 ER_OFFER = _spec(
     "er_offer", "er/{hospital_id}/offer/{case_id}", OfferV1, 1, False, "hub", "er",
@@ -148,11 +150,12 @@ ER_CAPACITY = _spec(
 )
 ER_STATUS = _spec(
     "er_status", "er/{hospital_id}/status", StatusV1, 1, True, "er", "hub",
-    "online/offline of an ER's console or gateway, with a last will",
+    "online/offline of an ER's console or gateway, with a last will; an offline ER gets no "
+    "new offers, and its open ones pass on after a grace",
 )
 HUB_STATUS = _spec(
     "hub_status", "hub/{hub_id}/status", StatusV1, 1, True, "hub", "edge, er",
-    "online/offline of a hub worker, with a last will",
+    "online/offline of a hub worker, with a last will; the crew page shows the hub's state",
 )
 
 TOPICS: tuple[TopicSpec, ...] = (
