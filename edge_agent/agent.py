@@ -29,6 +29,7 @@ from edge_agent.operators import XrayInput
 from edge_agent.outbox import Outbox, OutboxFull, OutboxSender, Pending
 from edge_agent.pipeline import DiagnosisPipeline, build_pipeline
 from edge_agent.pipeline_slot import PipelineSlot
+from edge_agent.position_reporter import PositionPace
 from edge_agent.settings import EdgeSettings
 from edge_agent.triage import assess
 from shared import topics
@@ -115,6 +116,8 @@ class EdgeAgent:
         self.cases: dict[str, CaseRecord] = {}
         self._seen_decisions: set[uuid.UUID] = set()
         self._lock = threading.Lock()
+        self._position_pace = PositionPace(settings, lambda: list(self.cases.values()),
+                                           self.outbox.case_docs)
         self._position_loop = BackgroundLoop("edge-position", self._report_position,
                                              settings.position_interval_s, join_timeout_s=5)
         self._rng = random.Random(self.ambulance_id)
@@ -226,6 +229,7 @@ class EdgeAgent:
             self.outbox.save_case_doc(case_id, "patient", patient.model_dump_json())
         self.outbox.put(messages, case_id)
         self.sender.wake()
+        self._position_loop.wake()  # a case is under way: report now, then every second
         logger.info("case queued", extra={"case_id": case_id, "ambulance_id": self.ambulance_id,
                                           "triage_level": diagnosis.triage.level,
                                           "messages": len(messages)})
@@ -356,8 +360,9 @@ class EdgeAgent:
             "case_id": ids["case_id"], "state": status.state, "note": status.message,
             "offers": ", ".join(f"{o.hospital_id}:{o.state}" for o in status.offers)})
 
-    def _report_position(self) -> None:
-        """Publish a (simulated) GPS position (every ``position_interval_s``)."""
+    def _report_position(self) -> float:
+        """Publish a (simulated) GPS position; returns the seconds to the next
+        (1 s with a case under way, else 20 s: :mod:`edge_agent.position_reporter`)."""
         self.position = Position(
             lat=min(90.0, max(-90.0, self.position.lat + self._rng.uniform(-5e-4, 5e-4))),
             lon=min(180.0, max(-180.0, self.position.lon + self._rng.uniform(-5e-4, 5e-4))),
@@ -367,6 +372,7 @@ class EdgeAgent:
                                 ambulance_id=self.ambulance_id, timeout=2.0)
         except MessagingError as exc:
             logger.debug("position not sent", extra={"error": str(exc)})
+        return self._position_pace.interval()
 
 
 def open_outbox(settings: EdgeSettings, path: Path | None = None) -> Outbox:

@@ -28,7 +28,14 @@ class EdgeSettings(BaseSettings):
     lat: float = Field(default=42.3601, ge=-90, le=90)
     lon: float = Field(default=-71.0589, ge=-180, le=180)
     """Start position; a GPS source replaces it in a real deployment."""
-    position_interval_s: float = Field(default=5.0, gt=0)
+    position_interval_s: float = Field(default=20.0, gt=0)
+    """Seconds between position reports with no case under way (the hub keeps only
+    the newest; docs/scaling.md)."""
+    position_interval_active_s: float = Field(default=1.0, gt=0)
+    """Seconds between position reports while a case is under way: from when it is
+    queued to its handover or cancellation (ranking and the ER's live ETA use it)."""
+    position_active_for_s: float = Field(default=7200.0, gt=0)
+    """A case counts as under way for at most this long after it was queued."""
     state_dir: Path = Path(".goldenhour-edge")
     """Where the durable outbox lives (one SQLite file per ambulance)."""
     outbox_max_mb: float = Field(default=512.0, gt=0)
