@@ -1,14 +1,16 @@
 """Dispatch's "re-offer now": a case that no ER took is ranked afresh and
 offered once ERs have reopened (the API for integrations, a form for the
 board). Admins and dispatchers only; every attempt is in the access log and
-the case's audit trail."""
+the case's audit trail. And the dispatch alerts heard on the broker, which the
+board shows as they come (:mod:`hospital_hub.dispatch_alerts`)."""
 
 from __future__ import annotations
 
 import logging
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 
@@ -21,6 +23,20 @@ from hospital_hub.runtime import HubRuntime
 from shared.errors import CaseError, NotFound
 
 logger = logging.getLogger(__name__)
+
+
+ALERT_POLL_MS = 2000
+"""How often the board asks for new dispatch alerts; five times slower while
+this worker is overloaded (dashboards wait, cases do not)."""
+
+
+class DispatchAlerts(BaseModel):
+    """Dispatch alerts after ``after``, oldest first, and when to ask again."""
+
+    alerts: list[dict[str, Any]]
+    last: int
+    """Ask with ``after=last`` next time."""
+    retry_ms: int
 
 
 class ReofferResult(BaseModel):
@@ -75,3 +91,16 @@ def reoffer_form(case_id: str, user: PageViewer, request: Request, runtime: Runt
         outcome = "not_waiting"
     return RedirectResponse(f"/?reoffer={outcome}&case={quote(case_id, safe='')}",
                             status_code=303)
+
+
+@router.get("/api/dispatch/alerts", response_model=DispatchAlerts, tags=["api"],
+            responses={k: ERRORS[k] for k in (401, 403)})
+def dispatch_alerts(user: Overseer, runtime: RuntimeDep,
+                    after: Annotated[int, Query(ge=0)] = 0) -> DispatchAlerts:
+    """Dispatch alerts this hub process heard since it started (a case no ER
+    accepted, an ambulance's AI drifting), those after ``after``; the board
+    polls this every ``retry_ms``."""
+    alerts = runtime.alerts.after(after)
+    return DispatchAlerts(alerts=[a.public() for a in alerts],
+                          last=alerts[-1].seq if alerts else max(after, 0),
+                          retry_ms=ALERT_POLL_MS * (5 if runtime.overloaded else 1))

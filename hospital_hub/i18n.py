@@ -178,6 +178,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "received": ("Received", "접수"),
     "needs_action": ("Needs action", "조치 필요"),
     "needs_action.none": ("Nothing needs action now.", "지금 조치할 사례가 없습니다."),
+    "dispatch_alerts": ("Dispatch alerts", "상황실 알림"),
+    "dispatch_alerts.none": ("No dispatch alert yet.", "아직 상황실 알림이 없습니다."),
     "esc.expiring": ("an offer expires in under a minute", "1분 안에 만료되는 제안 있음"),
     "reoffer_now": ("Re-offer now", "지금 다시 요청"),
     "reoffer.offered": ("Offered again", "다시 요청했습니다"),

@@ -26,6 +26,7 @@ from starlette.datastructures import FormData, UploadFile
 from edge_agent.agent import EdgeAgent
 from edge_agent.outbox import OutboxFull
 from edge_agent.web import views
+from edge_agent.web.hub_status import HubStatus
 from edge_agent.web.i18n import TEXT, pick_lang, translator
 from edge_agent.web.ops import OPS_PATHS, add_ops_routes
 from edge_agent.web.security import COOKIE, PinGate, Session, SessionSigner, csrf_ok
@@ -60,6 +61,8 @@ def create_app(agent: EdgeAgent, *, crew_pin: str | None = None, session_secret:
     gate = PinGate(crew_pin or None)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["vitals_text"] = views.vitals_text
+    hub = HubStatus().attach(agent.messenger)  # the hub's workers, from their retained status
+    templates.env.globals["hub_view"] = lambda: hub.view(agent.communicator.connected)
     app = FastAPI(title="goldenhour crew page", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.agent = agent
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")

@@ -107,6 +107,7 @@ RULES: dict[tuple[str, str], dict[str, int]] = {
     # dispatch's re-offer (hospital_hub/dispatch_routes.py): 409/redirect as the case is offered
     ("POST", "/api/cases/{case_id}/reoffer"): _rule(401, 403, admin=409, dispatcher=409),
     ("POST", "/cases/{case_id}/reoffer"): _rule(303, 403, admin=303, dispatcher=303),
+    ("GET", "/api/dispatch/alerts"): _rule(401, 403, admin=200, dispatcher=200),
     ("GET", "/api/cases/{case_id}/audit"): _rule(401, 403, admin=200, dispatcher=200),
     ("POST", "/api/cases/{case_id}/offers/{hospital_id}/decision"):
         _rule(401, 422, dispatcher=403, doc_b=404, **AMBULANCES_403),
