@@ -41,13 +41,20 @@ class ErPresence:
         self._states: dict[str, ErState] = {}
 
     def update(self, hospital_id: str, online: bool, at: datetime) -> bool:
-        """Note a status unless a newer one is held; returns whether the state changed."""
+        """Note a status; returns whether the state changed.
+
+        The latest status heard wins, whatever its ``sent_at``: a client builds
+        its online status and its offline will together, once, so after a
+        reconnect its "online" is older than the will it replaces. One
+        connection delivers one topic's messages in order, and a retained
+        status is the latest one.
+        """
         with self._lock:
             current = self._states.get(hospital_id)
-            if current is not None and current.at > at:
-                return False
-            self._states[hospital_id] = ErState(online, at, time.monotonic())
             changed = current is None or current.online != online
+            # the grace runs from when it went offline, not from a repeat of the news
+            heard = time.monotonic() if changed or current is None else current.heard
+            self._states[hospital_id] = ErState(online, at, heard)
         if changed:
             log = logger.warning if not online else logger.info
             log("ER online" if online else "ER offline: no new offers",

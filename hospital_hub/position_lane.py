@@ -244,10 +244,10 @@ def _stop_client(client: mqtt.Client) -> None:
     client.loop_stop()
 
 
-def run_lane(settings: HubSettings, live: LiveState, stats: LaneStats, stop: Any,
-             client_id: str, alive: Callable[[], bool] = lambda: True) -> None:
+def run_lane(settings: HubSettings, lane: PositionLane, stop: Any, client_id: str,
+             alive: Callable[[], bool] = lambda: True) -> None:
     """Receive, coalesce and store positions until ``stop`` is set (or ``alive`` fails)."""
-    lane = PositionLane(live, stats)
+    stats = lane.stats
     topic_filter = lane_filter(settings)
     client = _client(settings.mqtt, client_id, topic_filter, lane.receive, stats)
     interval = settings.position_flush_interval_s
@@ -293,11 +293,20 @@ def _process_main(settings: HubSettings, values: Any, stop: Any, parent: int) ->
         logger.warning("position lane: could not lower its priority")
     engine = make_engine(settings.database_url)
     try:
-        run_lane(settings, LiveState(engine), LaneStats(values), stop,
+        run_lane(settings, PositionLane(LiveState(engine), LaneStats(values)), stop,
                  client_id=f"goldenhour-hub-{settings.hub_id}-positions",
                  alive=lambda: os.getppid() == parent)
     finally:
         engine.dispose()
+
+
+def _wait_subscribed(stats: LaneStats, alive: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and alive():
+        if stats.get("subscribed") == 1.0:
+            return True
+        time.sleep(0.02)
+    return stats.get("subscribed") == 1.0
 
 
 class LaneProcess:
@@ -321,6 +330,10 @@ class LaneProcess:
     @property
     def alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
+
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        """Wait until the lane's subscription stands (the process starts in seconds)."""
+        return _wait_subscribed(self.stats, lambda: self.alive, timeout_s)
 
     def stop(self) -> None:
         if self._process is None:
@@ -349,13 +362,17 @@ class LaneThread:
         self._stop.clear()
         self._thread = threading.Thread(
             target=run_lane, name="hub-positions", daemon=True,
-            args=(self.settings, self.live, self.stats, self._stop,
+            args=(self.settings, self.lane, self._stop,
                   f"goldenhour-hub-{self.settings.hub_id}-positions"))
         self._thread.start()
 
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        """Wait until the lane's subscription stands."""
+        return _wait_subscribed(self.stats, lambda: self.alive, timeout_s)
 
     def stop(self) -> None:
         self._stop.set()

@@ -69,6 +69,10 @@ class HubRuntime:
         self.state_messenger: Messenger = (
             self.messenger if communicator is not None
             else MeasuredMessenger(self.state_communicator, settings.hub_id, self.metrics))
+        # One count of rejected messages per worker (/health, /metrics), whichever
+        # connection they came on.
+        self.state_messenger.rejected = self.messenger.rejected
+        self.state_messenger._lock = self.messenger._lock  # noqa: SLF001 - it guards that count
         self.presence = ErPresence()
         """Which ERs are online (their retained status), for ranking."""
         self.cases: PresenceAwareCaseService = PresenceAwareCaseService(
@@ -85,7 +89,7 @@ class HubRuntime:
         elif self._lane_mode() == "process":
             self.position_lane = LaneProcess(settings)
         else:
-            self.position_lane = LaneThread(settings, self.live)
+            self.position_lane = LaneThread(settings, self.live, self._rejected_position)
         self._metrics_server: Any = None
         self.images = ImageStore(self.engine, sender=settings.hub_id)
         self.outbox = Outbox(self.engine, self.communicator)
@@ -160,6 +164,10 @@ class HubRuntime:
         if self.state_communicator is not self.communicator:
             self.state_communicator.start(wait=wait)
         self.communicator.start(wait=wait)
+        if wait and not isinstance(self.position_lane, PositionLane):
+            # Like the other connections: started means subscribed (a process takes seconds).
+            if not self.position_lane.wait_subscribed(self.settings.mqtt.connect_timeout_s + 20):
+                logger.warning("position lane not subscribed yet; positions follow when it is")
         self._housekeeping.start()
         self._publisher.start()
         if self.settings.metrics_port is not None:

@@ -45,12 +45,11 @@ class HubStatus:
         return self
 
     def receive(self, envelope: Any, ids: dict[str, str]) -> None:
-        """An envelope handler of ``hub/+/status``; an older status than the one held is ignored."""
-        online = envelope.payload.state == "online"
+        """An envelope handler of ``hub/+/status``. The latest status heard wins,
+        whatever its ``sent_at``: a worker builds its online status and offline
+        will together, so after a reconnect its "online" is older than the will."""
         with self._lock:
-            current = self._workers.get(ids["hub_id"])
-            if current is None or current[1] <= envelope.sent_at:
-                self._workers[ids["hub_id"]] = (online, envelope.sent_at)
+            self._workers[ids["hub_id"]] = (envelope.payload.state == "online", envelope.sent_at)
 
     def view(self, link_up: bool = True) -> HubView:
         """The hub's state as the crew page shows it."""

@@ -14,7 +14,9 @@ from hospital_hub.registry import read_registry
 from hospital_hub.runtime import HubRuntime
 from hospital_hub.settings import SAMPLE_REGISTRY, load_hub_settings
 from hospital_hub.simulated_er import Policy, SimulatedEr
+from shared import topics
 from shared.messages import OfferV1
+from shared.mqtt import PahoCommunicator
 from shared.settings import MqttSettings
 from tests.images import chest_like_png
 
@@ -32,6 +34,7 @@ def accept_rank(rank: int) -> Policy:
 class System:
     hub: HubRuntime
     edge: EdgeAgent
+    settings: MqttSettings
     ers: dict[str, SimulatedEr] = field(default_factory=dict)
 
     def stop(self) -> None:
@@ -39,6 +42,17 @@ class System:
         for er in self.ers.values():
             er.stop()
         self.hub.stop()
+        # A stopped ER leaves its retained "offline" status, which would rank the
+        # sample ERs out of every later hub's offers on this shared broker.
+        cleaner = PahoCommunicator(self.settings.model_copy(update={"session_expiry_s": 0}),
+                                   client_id=f"clean-{self.edge.ambulance_id}")
+        cleaner.start()
+        try:
+            for hospital_id in self.ers:
+                cleaner.publish(topics.ER_STATUS.topic(hospital_id=hospital_id), b"",
+                                retain=True)
+        finally:
+            cleaner.stop()
 
 
 @pytest.fixture
@@ -66,7 +80,7 @@ def make_system(mqtt_settings: MqttSettings, uid: str) -> Iterator[Callable[...,
         edge = EdgeAgent(load_edge_settings(ambulance_id=f"amb-{uid}", mqtt=mqtt_settings,
                                             lat=42.3467, lon=-71.0972))
         edge.start()
-        system = System(hub, edge, ers)
+        system = System(hub, edge, mqtt_settings, ers)
         systems.append(system)
         return system
 

@@ -62,13 +62,14 @@ def test_held_capacity_keeps_the_newest_and_applies_when_due(
     assert sorted(applied) == ["new", "other"] and len(held) == 0
 
 
-def test_presence_takes_the_newest_status_and_times_the_grace() -> None:
+def test_presence_takes_the_latest_status_heard_and_times_the_grace() -> None:
     presence = ErPresence()
     assert presence.update("er-1", False, T0) is True
-    assert presence.update("er-1", True, T0 - timedelta(seconds=1)) is False  # older
     assert presence.offline() == {"er-1"} and presence.offline_for(0) == {"er-1"}
     assert presence.offline_for(60) == set()
-    assert presence.update("er-1", True, T0 + timedelta(seconds=1)) is True
+    assert presence.update("er-1", False, T0) is False  # no change
+    # A reconnect republishes the online status built with the will: older, but latest.
+    assert presence.update("er-1", True, T0 - timedelta(seconds=1)) is True
     assert presence.offline() == set()
 
 
