@@ -47,7 +47,7 @@ def recalibrate(run: Path, models_dir: Path, name: str, from_version: str, versi
     shutil.copyfile(source / "export.json", target / "export.json")
     kept = [m for m in old.metrics if m.name == "int8_mean_auc_change"]  # a property of the files
     calibration = summary["calibration"]
-    entry = old.model_copy(update={
+    entry = ModelEntry.model_validate({**old.model_dump(), **{
         "version": version, "files": files,
         "temperature": [round(t, 6) for t in calibration["temperature"]],
         "bias": [round(b, 6) for b in calibration["bias"]],
@@ -58,8 +58,7 @@ def recalibrate(run: Path, models_dir: Path, name: str, from_version: str, versi
         "metrics": [*_metrics(run, summary, ExportReport(**{**report.__dict__, "auc_int8": None})), *kept],
         "command": f"{old.command} && {summary['command']} && {command}",
         "data": f"{old.data}; calibration, operating points and out-of-fold figures: {points['data']}",
-        "created_at": datetime.now(UTC).replace(microsecond=0).isoformat()})
-    entry = ModelEntry.model_validate(entry.model_dump())
+        "created_at": datetime.now(UTC).replace(microsecond=0).isoformat()}})
     updated = manifest.upsert(entry)
     if replace:
         updated = updated.model_copy(update={"models": [m for m in updated.models if m.key != old.key]})
