@@ -104,6 +104,12 @@ def figures(run: RateRun) -> dict[str, Any]:
         "unfinished": sum(1 for c in sent if c in run.stored and c not in told),
         "double_offered": len(double),
         "hub_cpu_cores": run.cpu_cores.get("hub"),
+        "database_cpu_cores": run.cpu_cores.get("database"),
+        "broker_load_cpu_cores": round(run.cpu_cores.get("broker", 0.0)
+                                       + run.cpu_cores.get("load", 0.0), 3)
+        if run.cpu_cores else None,
+        "machine_busy_cores": run.cpu_cores.get("machine_busy"),
+        "machine_niced_cores": run.cpu_cores.get("machine_niced"),
         "cpu_us_per_message": round(hub_cpu_s / handled * 1e6, 1) if handled else None,
         "cpu_cores": run.cpu_cores,
         "mean_publish_to_offer_ms": round(statistics.fmean(to_offer), 1) if to_offer else None,
@@ -143,7 +149,10 @@ SWEEP_COLUMNS = (
                                           "accept_to_ambulance_ms_p95",
                                           "accept_to_ambulance_ms_p99")),
     ("positions/s offered / taken", ("positions_per_s", "positions_taken_per_s")),
-    ("hub CPU cores", "hub_cpu_cores"), ("CPU µs/message", "cpu_us_per_message"),
+    ("CPU cores: hub / database / broker+load", ("hub_cpu_cores", "database_cpu_cores",
+                                                "broker_load_cpu_cores")),
+    ("machine busy / niced cores", ("machine_busy_cores", "machine_niced_cores")),
+    ("hub CPU µs/message", "cpu_us_per_message"),
     ("backlog at end", "backlog_at_load_end"), ("lost", "lost"), ("unfinished", "unfinished"),
     ("double", "double_offered"),
 )
@@ -153,7 +162,9 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:g}"
+        if abs(value) >= 100 or value.is_integer():
+            return f"{value:,.0f}"
+        return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
 
 

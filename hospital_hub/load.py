@@ -9,8 +9,10 @@ messages wait longer than ``overload_lag_s`` while it is at least half busy.
 
 While overloaded, what can wait does: capacity refreshes are held (the newest
 per ER wins) and applied once the load falls or at the latest after
-:data:`CAPACITY_MAX_HOLD_S`; the position lane writes less often; readiness
-and the metrics say so. Cases and decisions are never held back or dropped.
+:data:`CAPACITY_MAX_HOLD_S`; the position lane lets its subscription go and
+writes what it holds less often; the board polls for alerts less often;
+readiness and the metrics say so. Cases and decisions are never held back or
+dropped.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ class LoadMonitor:
             if overloaded:
                 self.since = time.monotonic()
                 self.episodes += 1
-                logger.warning("overloaded: deferring capacity refreshes and position writes",
+                logger.warning("overloaded: deferring capacity refreshes and positions",
                                extra={k: round(v, 3) for k, v in figures.items()})
             else:
                 logger.info("load back to normal", extra={

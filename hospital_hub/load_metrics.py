@@ -74,6 +74,9 @@ class LoadCollector(Collector):
         yield GaugeMetricFamily("goldenhour_hub_position_lag_seconds",
                                 "Age of the latest position report when the lane took it.",
                                 value=stats.get("lag_s"))
+        yield GaugeMetricFamily("goldenhour_hub_position_lane_paused",
+                                "1 while the lane has let its subscription go to shed load.",
+                                value=stats.get("paused"))
         yield GaugeMetricFamily("goldenhour_hub_positions_pending",
                                 "Ambulances whose newest report waited for the last write.",
                                 value=stats.get("pending"))

@@ -14,7 +14,9 @@ process of its own (the default with PostgreSQL), at a lower CPU priority, no
 report waits in front of a case, and when the machine is short of CPU it is
 the positions that wait. A lane more than ``position_max_lag_s`` behind sheds
 the broker's queue of stale reports by reconnecting with a clean session: the
-next reports are fresh ones.
+next reports are fresh ones. While its worker is overloaded, the lane lets its
+subscription go (the reports go to other workers' lanes, or nowhere) and
+writes what it holds a fifth as often.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ _ENVELOPE_KEYS = frozenset(("schema", "version", "message_id", "case_id", "sende
                             "payload"))
 _PREFIX, _SUFFIX = topics.AMBULANCE_POSITION.pattern.split("{ambulance_id}")
 SLOW_FACTOR = 5
+PAUSE_MIN_S = 2.0
+"""The lane pauses or resumes its subscription at most this often (no flapping)."""
 """While the worker is overloaded, the lane writes this many times less often."""
 _KNOWN_IDS: set[str] = set()
 """Ambulance ids already seen valid (a regular expression per report is not free)."""
@@ -110,9 +114,10 @@ class LaneStats:
     """The lane's figures, in a buffer a parent process can read."""
 
     FIELDS = ("received", "superseded", "stored", "rejected", "shed", "lag_s", "pending",
-              "flush_s", "slow", "subscribed")
-    """``slow`` is set by the worker while it is overloaded (the lane writes less
-    often); ``subscribed`` is 1 while the lane's subscription stands."""
+              "flush_s", "slow", "subscribed", "paused")
+    """``slow`` is set by the worker while it is overloaded (the lane pauses and
+    writes less often); ``subscribed`` is 1 while the lane's subscription stands,
+    ``paused`` while the lane has let it go to shed load."""
 
     def __init__(self, values: MutableSequence[float] | None = None) -> None:
         self.values: MutableSequence[float] = (
@@ -206,7 +211,8 @@ def _client(settings: MqttSettings, client_id: str, topic_filter: str,
             logger.error("position lane: broker refused the connection",
                          extra={"client_id": client_id, "reason": str(reason)})
             return
-        client.subscribe(topic_filter, qos=0)
+        if not stats.get("paused"):
+            client.subscribe(topic_filter, qos=0)
 
     def on_subscribe(client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
                      properties: Any) -> None:
@@ -251,9 +257,10 @@ def run_lane(settings: HubSettings, lane: PositionLane, stop: Any, client_id: st
     topic_filter = lane_filter(settings)
     client = _client(settings.mqtt, client_id, topic_filter, lane.receive, stats)
     interval = settings.position_flush_interval_s
-    last_flush = time.monotonic()
+    last_flush = last_turn = time.monotonic()
     try:
         while not stop.wait(interval) and alive():
+            last_turn = _pause_or_resume(client, topic_filter, stats, last_turn)
             # While the worker is overloaded, write a fifth as often: coalescing keeps
             # the newest report of each ambulance, and the database serves the cases.
             if stats.get("slow") and time.monotonic() - last_flush < SLOW_FACTOR * interval:
@@ -277,6 +284,27 @@ def run_lane(settings: HubSettings, lane: PositionLane, stop: Any, client_id: st
             logger.warning("position lane: last flush failed", extra={"error": str(exc)[:300]})
     finally:
         _stop_client(client)
+
+
+def _pause_or_resume(client: mqtt.Client, topic_filter: str, stats: LaneStats,
+                     last_turn: float) -> float:
+    """While the worker is overloaded, let the subscription go: the broker drops
+    the reports (QoS 0), or gives them to another worker's lane that is not
+    overloaded, and the lane's CPU goes to the cases. Take it again when the
+    load has fallen, at most every :data:`PAUSE_MIN_S`."""
+    now = time.monotonic()
+    slow, paused = stats.get("slow") == 1.0, stats.get("paused") == 1.0
+    if slow == paused or now - last_turn < PAUSE_MIN_S:
+        return last_turn
+    stats.set("paused", 1.0 if slow else 0.0)
+    if slow:
+        client.unsubscribe(topic_filter)
+        stats.set("subscribed", 0.0)
+        logger.warning("position lane paused while the worker is overloaded")
+    else:
+        client.subscribe(topic_filter, qos=0)
+        logger.info("position lane resumed")
+    return now
 
 
 def _process_main(settings: HubSettings, values: Any, stop: Any, parent: int) -> None:

@@ -133,7 +133,7 @@ class HubRuntime:
         """Whether the position lane runs and its subscription stands."""
         lane = self.position_lane
         alive = getattr(lane, "alive", True)
-        return bool(alive) and lane.stats.get("subscribed") == 1.0
+        return bool(alive) and 1.0 in (lane.stats.get("subscribed"), lane.stats.get("paused"))
 
     @property
     def overloaded(self) -> bool:
