@@ -21,7 +21,6 @@ from fastapi.staticfiles import StaticFiles
 from hospital_hub import dispatch_routes, verdict_routes
 from hospital_hub.api_contract import SWAGGER_ASSETS, add_html_errors, install_openapi
 from hospital_hub.auth import HubSecurity
-from hospital_hub.cases import AI_NOTICE
 from hospital_hub.deps import AnyUser
 from hospital_hub.ops import add_ops_routes
 from hospital_hub.pages import pages
@@ -29,6 +28,7 @@ from hospital_hub.pages.render import STATIC, render
 from hospital_hub.routes import api, health, model_offer
 from hospital_hub.runtime import HubRuntime
 from shared import __version__
+from shared.notice import AI_NOTICE
 
 
 def create_app(

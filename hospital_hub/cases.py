@@ -11,123 +11,51 @@ Every operation locks the case row first (``SELECT ... FOR UPDATE``; SQLite
 locks the database), so concurrent decisions from several hub workers queue
 up and the first accept to take the lock wins; the state change, its audit
 event and the messages it causes commit in one transaction (see
-:mod:`hospital_hub.outbox`).
+:mod:`hospital_hub.outbox`). Choosing and telling the ERs is
+:mod:`hospital_hub.offering`; the audit trail and triage labels are
+:mod:`hospital_hub.case_audit`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hospital_hub import messages, pacs
+from hospital_hub.case_audit import (
+    TRIAGE_LABELS,
+    DecisionOutcome,
+    DecisionResult,
+    lock_case,
+    record_event,
+    triage_label,
+)
 from hospital_hub.db import session_scope
 from hospital_hub.models import (
-    Ambulance,
     Case,
     CaseDiagnosis,
-    CaseEvent,
     CaseStatus,
     CaseVitals,
     Hospital,
     Offer,
     OfferState,
-    ProcessedMessage,
     utcnow,
 )
-from hospital_hub.ranking import Policy, Site, needs_for, rank_sites
-from hospital_hub.settings import HubSettings
-from hospital_hub.travel import Point, Router, make_router
+from hospital_hub.offering import OfferingService
 from shared.errors import CaseError, NotFound
 from shared.messages import CaseUpdateV1, DiagnosisV1, Envelope, Patient, Vitals
-from shared.notice import AI_NOTICE as AI_NOTICE  # the pages still import it from here
+
+__all__ = ["TRIAGE_LABELS", "CaseService", "DecisionOutcome", "DecisionResult", "lock_case",
+           "record_event", "triage_label"]
 
 logger = logging.getLogger(__name__)
 
-TRIAGE_LABELS = {1: "resuscitation", 2: "emergent", 3: "urgent", 4: "less urgent",
-                 5: "non-urgent"}
-"""The label of each triage level (CTAS); the hub stores this, never a label sent with another level."""
 
-DecisionOutcome = Literal["accepted", "declined", "already_placed", "already_decided",
-                          "duplicate"]
-
-
-@dataclass(frozen=True)
-class DecisionResult:
-    """What an ER's decision did."""
-
-    outcome: DecisionOutcome
-    case_status: CaseStatus
-    placed_at: str | None = None
-    """The hospital that has the patient, for an "already placed" answer."""
-
-
-def record_event(session: Session, case: Case, kind: str, actor: str, **detail: Any) -> None:
-    """Append to the case's audit trail (in the caller's transaction)."""
-    now = utcnow()
-    case.updated_at = now
-    session.add(case)
-    session.add(CaseEvent(case_id=case.id, at=now, kind=kind, actor=actor, detail=detail))
-
-
-def triage_label(level: int, sent: str, case_id: str) -> str:
-    """The label of ``level``; a different label sent with it is logged and not stored."""
-    label = TRIAGE_LABELS[level]
-    if sent.strip().lower() != label:
-        logger.warning("triage label does not match its level; the level's label is stored",
-                       extra={"case_id": case_id, "level": level, "label_sent": sent[:40]})
-    return label
-
-
-def lock_case(session: Session, case_id: str) -> Case | None:
-    """Load a case with its row locked (PostgreSQL; SQLite locks the database)."""
-    return session.exec(select(Case).where(Case.id == case_id).with_for_update()).first()
-
-
-class CaseService:
+class CaseService(OfferingService):
     """Applies incoming messages and console actions to the database."""
-
-    def __init__(self, engine: Engine, settings: HubSettings, router: Router | None = None,
-                 policy: Policy | None = None) -> None:
-        self._engine = engine
-        self._settings = settings
-        self._sender = settings.hub_id
-        self.router: Router = router or make_router(settings.routing_url, settings.routing_timeout_s)
-        """Travel times to ERs (also the live ETA of an accepted case)."""
-        self._policy = policy or Policy(stale_after_s=settings.capacity_stale_s)
-
-    # -- helpers ----------------------------------------------------------------------
-    @staticmethod
-    def _seen(session: Session, envelope: Envelope[Any] | None) -> bool:
-        """Record the message id; return True if it was already applied."""
-        if envelope is None:
-            return False
-        key = str(envelope.message_id)
-        if session.get(ProcessedMessage, key) is not None:
-            return True
-        session.add(ProcessedMessage(message_id=key, schema_name=envelope.schema_name))
-        return False
-
-    _lock_case = staticmethod(lock_case)
-
-    @staticmethod
-    def _event(session: Session, case: Case, kind: str, actor: str, **detail: Any) -> None:
-        record_event(session, case, kind, actor, **detail)
-
-    @staticmethod
-    def _open_offers(session: Session, case_id: str) -> list[Offer]:
-        return list(session.exec(
-            select(Offer).where(Offer.case_id == case_id, Offer.state == OfferState.OPEN)
-            .order_by(col(Offer.rank))
-        ).all())
-
-    def _status(self, session: Session, case: Case, message: str) -> None:
-        messages.case_status(session, self._sender, case, message)
 
     # -- cases ----------------------------------------------------------------------
     def receive_diagnosis(self, envelope: Envelope[DiagnosisV1]) -> bool:
@@ -204,109 +132,6 @@ class CaseService:
     def _add_vitals(session: Session, case: Case, vitals: Vitals) -> None:
         session.add(CaseVitals(case_id=case.id, **vitals.model_dump()))
 
-    # -- offers -------------------------------------------------------------------------
-    def _origin(self, session: Session, case: Case) -> Point:
-        """Where the ambulance is now: its latest position if newer than the case's."""
-        ambulance = session.get(Ambulance, case.ambulance_id)
-        if (ambulance and ambulance.lat is not None and ambulance.lon is not None
-                and ambulance.position_at and ambulance.position_at > case.captured_at):
-            return Point(ambulance.lat, ambulance.lon)
-        return Point(case.lat, case.lon)
-
-    def _sites(self, session: Session, exclude: set[str]) -> tuple[list[Site], list[Hospital]]:
-        now = utcnow()
-        pending = dict(session.exec(
-            select(Offer.hospital_id, func.count()).where(Offer.state == OfferState.OPEN)
-            .group_by(col(Offer.hospital_id))
-        ).all())
-        hospitals = [h for h in session.exec(select(Hospital).order_by(col(Hospital.id))).all()
-                     if h.id not in exclude]
-        sites = [Site(
-            id=h.id, name=h.name, er_beds=h.er_beds, icu_beds=h.icu_beds, ct=h.ct,
-            thoracic_surgery=h.thoracic_surgery, chest_tube=h.chest_tube,
-            isolation_rooms=h.isolation_rooms, paediatrics=h.paediatrics,
-            er_beds_free=h.er_beds_free, icu_beds_free=h.icu_beds_free, accepting=h.accepting,
-            capacity_age_s=(now - h.capacity_at).total_seconds() if h.capacity_at else None,
-            open_offers=int(pending.get(h.id, 0)),
-        ) for h in hospitals]
-        return sites, hospitals
-
-    def _top_up(self, session: Session, case: Case, actor: str, reopen: bool = False) -> list[str]:
-        """Bring the case's open offers up to ``offer_count`` with the next best
-        ERs not yet asked (``reopen``: also those whose offer expired); with
-        none open and none left, give up to dispatch."""
-        open_offers = self._open_offers(session, case.id)
-        wanted = self._settings.offer_count - len(open_offers)
-        earlier = {o.hospital_id: o for o in session.exec(
-            select(Offer).where(Offer.case_id == case.id)).all()}
-        asked = {h for h, o in earlier.items() if not (reopen and o.state == OfferState.EXPIRED)}
-        chosen = []
-        if wanted > 0:
-            sites, hospitals = self._sites(session, exclude=asked)
-            origin = self._origin(session, case)
-            travel = dict(zip((s.id for s in sites), self.router.travel(
-                origin, [Point(h.lat, h.lon) for h in hospitals], case.triage_level),
-                strict=True))
-            needs = needs_for(case.triage_level, case.positive_findings, case.patient_age)
-            chosen = rank_sites(sites, travel, needs, self._policy, exclude=asked)[:wanted]
-        now = utcnow()
-        expires = now + timedelta(seconds=self._settings.offer_ttl_s)
-        for number, candidate in enumerate(chosen, start=len(earlier) + 1):
-            # An offer is one row per (case, hospital): a re-offer reopens the expired one.
-            offer = earlier.get(candidate.site.id) or Offer(
-                case_id=case.id, hospital_id=candidate.site.id, rank=number, distance_km=0,
-                eta_min=0, expires_at=expires)
-            offer.rank, offer.state, offer.created_at, offer.expires_at = (
-                number, OfferState.OPEN, now, expires)
-            offer.distance_km, offer.eta_min = (candidate.travel.distance_km,
-                                                candidate.travel.eta_min)
-            offer.decided_at = offer.decided_by = offer.reason = None
-            session.add(offer)
-            messages.offer_open(session, self._sender, case, offer, candidate.explanation)
-            self._event(session, case, "offered", actor, hospital_id=candidate.site.id,
-                        rank=number, score=candidate.score, explanation=candidate.explanation)
-        if not chosen and not open_offers and case.status == CaseStatus.OFFERED:
-            case.status = CaseStatus.NO_ER_AVAILABLE
-            case.decided_at = now
-            messages.no_er_available(session, self._sender, case, asked=len(asked))
-            self._event(session, case, "no_er_available", actor, asked=len(asked))
-            logger.warning("no ER available; dispatch alerted",
-                           extra={"case_id": case.id, "asked": len(asked)})
-        return [c.site.id for c in chosen]
-
-    def reoffer(self, case_id: str, actor: str) -> list[str]:
-        """Dispatch's "re-offer now" for a case no ER took: rank the ERs afresh
-        (those that declined it stay out; those whose offer expired are asked
-        again) and offer it. Returns the ERs offered; none leaves the case as it was.
-
-        Raises:
-            NotFound: unknown case.
-            CaseError: the case is not waiting for an ER (``no_er_available``).
-        """
-        with session_scope(self._engine) as session:
-            case = self._lock_case(session, case_id)
-            if case is None:
-                raise NotFound(f"no case {case_id}")
-            if case.status != CaseStatus.NO_ER_AVAILABLE:
-                raise CaseError(f"case {case_id} is {case.status.value}, not waiting for an ER")
-            added = self._top_up(session, case, actor=actor, reopen=True)
-            self._event(session, case, "reoffered", actor, offered_to=added)
-            if added:
-                case.status, case.decided_at = CaseStatus.OFFERED, None
-                self._status(session, case, f"Dispatch re-offered the case to {', '.join(added)}.")
-            session.add(case)
-        logger.info("case re-offered by dispatch" if added else "re-offer found no ER",
-                    extra={"case_id": case_id, "actor": actor, "offered_to": added})
-        return added
-
-    def _withdraw_open(self, session: Session, case: Case, why: str,
-                       keep: int | None = None) -> None:
-        for other in self._open_offers(session, case.id):
-            if other.id != keep:
-                other.state, other.decided_at = OfferState.WITHDRAWN, utcnow()
-                session.add(other)
-                messages.offer_withdrawn(session, self._sender, case, other, why)
-
     # -- decisions -----------------------------------------------------------------------
     def decide(
         self,
@@ -331,9 +156,9 @@ class CaseService:
             if self._seen(session, envelope):
                 logger.info("duplicate decision dropped", extra={"case_id": case_id})
                 return DecisionResult("duplicate", case.status if case else CaseStatus.OFFERED)
-            offer = session.exec(
-                select(Offer).where(Offer.case_id == case_id, Offer.hospital_id == hospital_id)
-            ).first()
+            # All the case's offers in one read: this one, and those an accept withdraws.
+            offers = list(session.exec(select(Offer).where(Offer.case_id == case_id)).all())
+            offer = next((o for o in offers if o.hospital_id == hospital_id), None)
             if case is None or offer is None:
                 raise NotFound(f"no offer of case {case_id} to hospital {hospital_id}")
             placed = case.accepted_hospital_id
@@ -374,7 +199,7 @@ class CaseService:
             offer.state = OfferState.ACCEPTED
             session.add(offer)
             self._withdraw_open(session, case, "Offer withdrawn: another ER accepted this "
-                                "patient.", keep=offer.id)
+                                "patient.", keep=offer.id, offers=offers)
             hospital = session.get(Hospital, hospital_id)
             assert hospital is not None  # foreign key
             messages.decision_accepted(session, self._sender, case, offer, hospital)
@@ -472,17 +297,3 @@ class CaseService:
         logger.info("case updated", extra={"case_id": case_id, "action": update_.action,
                                            "status": str(status)})
         return status
-
-    def _release(self, session: Session, case: Case, why: str) -> None:
-        """Withdraw every open offer and release the accepted ER, telling each."""
-        self._withdraw_open(session, case, why)
-        if case.status == CaseStatus.ACCEPTED and case.accepted_hospital_id:
-            accepted = session.exec(select(Offer).where(
-                Offer.case_id == case.id, Offer.hospital_id == case.accepted_hospital_id)).first()
-            if accepted is not None:
-                accepted.state = OfferState.WITHDRAWN
-                session.add(accepted)
-                messages.offer_withdrawn(session, self._sender, case, accepted,
-                                         f"Patient no longer coming. {why}")
-            pacs.withdraw(session, case, case.accepted_hospital_id,
-                          f"Patient no longer coming. {why}", actor=self._sender)

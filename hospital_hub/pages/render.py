@@ -12,8 +12,8 @@ from fastapi.templating import Jinja2Templates
 
 from hospital_hub import i18n
 from hospital_hub.auth import Principal
-from hospital_hub.cases import AI_NOTICE
 from shared import __version__
+from shared.notice import AI_NOTICE
 
 PACKAGE = Path(__file__).resolve().parent.parent
 TEMPLATES = Jinja2Templates(directory=str(PACKAGE / "templates"))
