@@ -194,14 +194,15 @@ class CaseService(OfferingService):
                                          "Already placed: another ER accepted this patient first.")
                 self._event(session, case, "late_accept", decided_by, hospital_id=hospital_id)
                 return DecisionResult("already_placed", case.status, case.accepted_hospital_id)
+            # Read before the changes, so that they are written together at the end.
+            hospital = session.get(Hospital, hospital_id)
+            assert hospital is not None  # foreign key
             case.status, case.accepted_hospital_id, case.decided_at = (
                 CaseStatus.ACCEPTED, hospital_id, now)
             offer.state = OfferState.ACCEPTED
             session.add(offer)
             self._withdraw_open(session, case, "Offer withdrawn: another ER accepted this "
                                 "patient.", keep=offer.id, offers=offers)
-            hospital = session.get(Hospital, hospital_id)
-            assert hospital is not None  # foreign key
             messages.decision_accepted(session, self._sender, case, offer, hospital)
             self._event(session, case, "accepted", decided_by, hospital_id=hospital_id)
             pacs.queue_push(session, case, hospital, actor=self._sender)  # sent by PacsPusher

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, inspect
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -39,6 +40,9 @@ from shared.messages import Envelope
 
 logger = logging.getLogger(__name__)
 
+INSERT_IF_ABSENT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+"""The dialects whose insert has ``ON CONFLICT DO NOTHING ... RETURNING``."""
+
 
 class OfferingService:
     """The offer side of the protocol: who is asked next, and telling them."""
@@ -59,6 +63,17 @@ class OfferingService:
         if envelope is None:
             return False
         key = str(envelope.message_id)
+        dialect = session.get_bind().dialect.name
+        if dialect in INSERT_IF_ABSENT:
+            # One statement; a twin message in another worker's open transaction
+            # waits for it and then counts as seen, instead of failing at commit.
+            inserted = session.execute(
+                INSERT_IF_ABSENT[dialect](ProcessedMessage)
+                .values(message_id=key, schema_name=envelope.schema_name, received_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["message_id"])
+                .returning(col(ProcessedMessage.message_id))
+            ).first()
+            return inserted is None
         if session.get(ProcessedMessage, key) is not None:
             return True
         session.add(ProcessedMessage(message_id=key, schema_name=envelope.schema_name))
@@ -122,8 +137,12 @@ class OfferingService:
         asked = {h for h, o in earlier.items() if not (reopen and o.state == OfferState.EXPIRED)}
         chosen = []
         if wanted > 0:
-            sites, hospitals = self._sites(session, exclude=asked)
-            origin = self._origin(session, case)
+            # Changes pending in this session touch only ERs already asked (left out
+            # here), so the ranking reads need not flush them; for a new case the
+            # row is then written once, with its final values.
+            with session.no_autoflush:
+                sites, hospitals = self._sites(session, exclude=asked)
+                origin = self._origin(session, case)
             travel = dict(zip((s.id for s in sites), self.router.travel(
                 origin, [Point(h.lat, h.lon) for h in hospitals], case.triage_level),
                 strict=True))
