@@ -20,10 +20,10 @@ from hospital_hub.deps import (
     SessionDep,
     client_address,
 )
-from hospital_hub.er_actions import decide_offer, set_capacity
-from hospital_hub.live import CapacityError
+from hospital_hub.er_actions import decide_offer
 from hospital_hub.models import CapacityUpdate, Case, CaseStatus, Hospital, Offer
 from hospital_hub.pages.render import lang, render
+from hospital_hub.routes.hospitals import apply_capacity
 from hospital_hub.schemas import hospital_public
 from shared.errors import CaseError, NotFound
 
@@ -129,10 +129,5 @@ def er_capacity_form(
     """The console's capacity form."""
     body = CapacityUpdate(er_beds_free=er_beds_free, icu_beds_free=icu_beds_free,
                           accepting=accepting)
-    try:
-        set_capacity(runtime, security, user, hospital_id, body, client_address(request))
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except CapacityError as exc:
-        raise HTTPException(422, str(exc)) from exc
+    apply_capacity(runtime, security, user, hospital_id, body, request)
     return RedirectResponse(f"/er/{hospital_id}", status_code=303)

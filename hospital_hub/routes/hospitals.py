@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from sqlmodel import col, select
 
+from hospital_hub.auth import HubSecurity, Principal
 from hospital_hub.deps import (
     CaseReader,
     HospitalActor,
@@ -18,10 +19,23 @@ from hospital_hub.deps import (
 from hospital_hub.er_actions import set_capacity
 from hospital_hub.live import CapacityError
 from hospital_hub.models import CapacityUpdate, Hospital, HospitalPublic, Offer, OfferPublic, OfferState
+from hospital_hub.runtime import HubRuntime
 from hospital_hub.schemas import hospital_public
 from shared.errors import NotFound
 
 router = APIRouter(prefix="/hospitals")
+
+
+def apply_capacity(runtime: HubRuntime, security: HubSecurity, user: Principal, hospital_id: str,
+                   body: CapacityUpdate, request: Request) -> None:
+    """``set_capacity`` for a request: an unknown ER is a 404, more beds than it has a 422
+    (the JSON route and the console's form answer alike)."""
+    try:
+        set_capacity(runtime, security, user, hospital_id, body, client_address(request))
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except CapacityError as exc:
+        raise HTTPException(422, str(exc)) from exc
 
 
 @router.get("", response_model=list[HospitalPublic])
@@ -48,12 +62,7 @@ def get_hospital(hospital_id: str, user: HospitalReader, session: SessionDep,
 def put_capacity(hospital_id: str, user: HospitalActor, body: CapacityUpdate, request: Request,
                  runtime: RuntimeDep, session: SessionDep, security: SecurityDep) -> HospitalPublic:
     """Set an ER's free beds (the ER's own users, or an admin)."""
-    try:
-        set_capacity(runtime, security, user, hospital_id, body, client_address(request))
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except CapacityError as exc:
-        raise HTTPException(422, str(exc)) from exc
+    apply_capacity(runtime, security, user, hospital_id, body, request)
     return get_hospital(hospital_id, user, session, runtime)
 
 
