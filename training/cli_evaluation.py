@@ -1,5 +1,6 @@
 """``goldenhour train`` commands that turn a run's out-of-fold results into what
-ships: folds joined, folds calibrated, operating points, region sources."""
+ships: folds joined, folds calibrated, ensembles scored, operating points, region
+sources."""
 
 from __future__ import annotations
 
@@ -76,6 +77,20 @@ def merge_folds_command(
                           invocation(), partial=partial)
     console.print(f"joined {len(part)} parts into {out}: out-of-fold mean AUC {summary['oof_mean_auc']:.4f}, "
                   f"{summary['oof_mean_auc_jrzech']:.4f} on {summary['jrzech_images']} jrzech images")
+
+@app.command("ensemble-oof")
+def ensemble_oof_command(
+    run: Annotated[list[Path], typer.Option(help="Runs on the same folds, each after 'train "
+                                            "calibrate-folds' (repeat).")],
+    out: Annotated[Path, typer.Option(help="Folder for the ensemble's oof.csv ('train compare-runs' "
+                                      "reads it like a run's).")],
+) -> None:
+    """Score the ensemble of several runs out of fold: each image's per-fold-calibrated
+    logits averaged over the runs' models that held it out."""
+    from training.ensemble import average_runs
+
+    console.print(f"wrote {average_runs(run, out)}")
+
 
 @app.command("region-sources")
 def region_sources_command(
