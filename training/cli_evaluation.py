@@ -92,6 +92,30 @@ def ensemble_oof_command(
     console.print(f"wrote {average_runs(run, out)}")
 
 
+@app.command("edge-cost")
+def edge_cost_command(
+    candidates: Annotated[str, typer.Option(help="Comma-separated candidates, the first the baseline; "
+                                            "join backbones with + for an ensemble.")
+                          ] = "efficientnet-lite0,efficientnet-lite1,efficientnet-lite2,"
+                              "efficientnet-lite0+efficientnet-lite1",
+    size: Annotated[int, typer.Option(help="Input side in pixels.")] = 384,
+    runs: Annotated[int, typer.Option(min=5, help="Timed inferences per candidate.")] = 50,
+) -> None:
+    """The classify-stage cost of candidate classifiers on this CPU (OpenVINO FP16, the edge's
+    compile settings), as ratios to the first, measured in one run."""
+    from rich.table import Table
+
+    from training.edge_cost import measure
+
+    table = Table(title=f"classify stage at {size} px, OpenVINO FP16, ms per image over {runs} runs")
+    for column in ("candidate", "p50", "p95", "x first", "IR MB"):
+        table.add_column(column, justify="left" if column == "candidate" else "right")
+    for cost in measure([c.strip() for c in candidates.split(",") if c.strip()], size, runs):
+        table.add_row(cost.candidate, f"{cost.p50_ms:.1f}", f"{cost.p95_ms:.1f}", f"{cost.ratio:.2f}",
+                      f"{cost.ir_mb:.1f}")
+    console.print(table)
+
+
 @app.command("region-sources")
 def region_sources_command(
     run: Annotated[Path, typer.Option(help="A run folder after 'train evaluate-localisation'.")
