@@ -44,3 +44,20 @@ def test_b_ships_only_when_it_points_better_and_is_not_shown_worse(tmp_path: Pat
     assert verdict.pick == "a" and verdict.difference_ci95[1] < 0
     b_no_better_points = _run(tmp_path / "d", good, labels, [True] * 10 + [False] * 20)
     assert decide(a, b_no_better_points, rounds=40).pick == "a"
+
+
+def test_lite1_replaces_the_recipe_only_when_shown_better_and_pointing_about_as_well(tmp_path: Path) -> None:
+    from training.round3_rule import pick
+
+    rng = np.random.default_rng(1)
+    labels = (rng.random((300, 14)) < 0.3).astype(int)
+    base = labels * 1.0 + rng.normal(0, 1, labels.shape)
+    stronger = labels * 2.5 + rng.normal(0, 1, labels.shape)
+    b = _run(tmp_path / "b", base, labels, [True] * 15 + [False] * 15)  # 50% pointing
+    assert pick(b, _run(tmp_path / "c1", stronger, labels, [True] * 14 + [False] * 16), rounds=40)[0] == "c"
+    # better AUC, but pointing 10 points lower: the recipe stays
+    assert pick(b, _run(tmp_path / "c2", stronger, labels, [True] * 12 + [False] * 18), rounds=40)[0] == "b"
+    # not shown better (the same scores, a little noise): the recipe stays
+    same = base + rng.normal(0, 0.01, labels.shape)
+    choice, verdict = pick(b, _run(tmp_path / "c3", same, labels, [True] * 30), rounds=40)
+    assert choice == "b" and verdict.difference_ci95[0] <= 0
