@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Model round 2 in one command: the shipped recipe (A) and the radiologist-box
 # loss (B) on the same 5 patient-wise folds, the backbone comparison, the paired
-# comparison, per-fold calibration, the pointing game, the operating points and
-# the export of the run the pre-registered rule picks (docs/model-round2/preregistered.md).
+# comparison, per-fold calibration, the pointing game, amendment 3's Lite1 run (C),
+# the B+C ensemble scored out of fold and the candidates' edge cost, the operating
+# points and the export of the run the pre-registered rules pick
+# (docs/model-round2/preregistered.md).
 # Runs on a GPU when torch sees one (the device tool's machine: under 10 minutes)
 # and on the CPU otherwise (hours on 2 cores; there the folds of each run go
 # side by side, one single-threaded process per core, joined by 'train merge-folds').
@@ -20,22 +22,23 @@ mkdir -p "$root"
 common=(--cache-file "$cache" --distill 0.5)
 gpu=$(.venv/bin/python -c 'import torch; print(int(torch.cuda.is_available()))')
 
-cv() {  # cv NAME EXTRA...: the 5 folds of one run
-  local name="$1"; shift
+cv() {  # cv NAME CACHE EXTRA...: the 5 folds of one run
+  local name="$1" views="$2"; shift 2
+  local args=(--cache-file "$views" --distill 0.5 --no-final)
   if [ "$gpu" = 1 ]; then
-    "$gh" train classify --out "$root/$name" "${common[@]}" --no-final "$@"
+    "$gh" train classify --out "$root/$name" "${args[@]}" "$@"
   else
-    OMP_NUM_THREADS=1 "$gh" train classify --out "$root/$name-p1" "${common[@]}" --no-final --only-folds 0,1,2 "$@" &
-    OMP_NUM_THREADS=1 "$gh" train classify --out "$root/$name-p2" "${common[@]}" --no-final --only-folds 3,4 "$@"
+    OMP_NUM_THREADS=1 "$gh" train classify --out "$root/$name-p1" "${args[@]}" --only-folds 0,1,2 "$@" &
+    OMP_NUM_THREADS=1 "$gh" train classify --out "$root/$name-p2" "${args[@]}" --only-folds 3,4 "$@"
     wait
-    "$gh" train merge-folds --part "$root/$name-p1" --part "$root/$name-p2" --out "$root/$name" --cache-file "$cache"
+    "$gh" train merge-folds --part "$root/$name-p1" --part "$root/$name-p2" --out "$root/$name" --cache-file "$views"
   fi
 }
 
 # the cache first (one process writes it, the others read it)
 "$gh" train classify --out "$root/cache-only" "${common[@]}" --cache-only
-cv a
-cv b --box-loss 0.5
+cv a "$cache"
+cv b "$cache" --box-loss 0.5
 "$gh" train compare-runs --run "$root/a" --run "$root/b" --label "A: 1.1.0's recipe" \
   --label "B: + box loss 0.5" --out "$root/round2.md"
 for run in a b; do
@@ -46,6 +49,20 @@ done
   --views 2 --epochs 8 --out "$root/backbones"
 pick=$(.venv/bin/python -m training.round2_rule "$root/a" "$root/b")
 echo "pre-registered rule picks run $pick"
+
+# amendment 3: Lite1 with the box loss (C) on the same folds, and the B+C ensemble
+lite1=(--backbone efficientnet-lite1 --cut -1)
+"$gh" train classify --out "$root/cache-only-lite1" --cache-file "$root/cache-384-lite1.pt" --distill 0.5 \
+  "${lite1[@]}" --cache-only
+cv c "$root/cache-384-lite1.pt" --box-loss 0.5 "${lite1[@]}"
+"$gh" train calibrate-folds --run "$root/c" --cache-file "$root/cache-384-lite1.pt"
+"$gh" train evaluate-localisation --run "$root/c"
+"$gh" train ensemble-oof --run "$root/b" --run "$root/c" --out "$root/e"
+"$gh" train compare-runs --run "$root/b" --run "$root/c" --run "$root/e" --label "B: Lite0 + box loss" \
+  --label "C: Lite1 + box loss" --label "E: B and C averaged" --out "$root/round3.md"
+"$gh" train edge-cost | tee "$root/edge-cost.txt"
+echo "amendment 3's rule (AUC and pointing; the edge budget is edge-cost.txt) picks run" \
+  "$(.venv/bin/python -m training.round3_rule "$root/b" "$root/c")"
 "$gh" train classify --out "$root/$pick" "${common[@]}" $([ "$pick" = b ] && echo --box-loss 0.5) --final-only
 "$gh" train operating-points --run "$root/$pick" --specificity 0.90 --specificity-for Pneumothorax=0.95
 "$gh" train evaluate --run "$root/$pick"
