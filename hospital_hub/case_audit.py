@@ -9,9 +9,12 @@ from typing import Any, Literal
 
 from sqlmodel import Session, select
 
+from hospital_hub.appended_rows import append
 from hospital_hub.models import Case, CaseEvent, CaseStatus, utcnow
 
 logger = logging.getLogger(__name__)
+
+CASE_EVENTS = CaseEvent.__table__  # type: ignore[attr-defined]
 
 TRIAGE_LABELS = {1: "resuscitation", 2: "emergent", 3: "urgent", 4: "less urgent",
                  5: "non-urgent"}
@@ -32,11 +35,13 @@ class DecisionResult:
 
 
 def record_event(session: Session, case: Case, kind: str, actor: str, **detail: Any) -> None:
-    """Append to the case's audit trail (in the caller's transaction)."""
+    """Append to the case's audit trail (in the caller's transaction, written at
+    its commit: :mod:`hospital_hub.appended_rows`)."""
     now = utcnow()
     case.updated_at = now
     session.add(case)
-    session.add(CaseEvent(case_id=case.id, at=now, kind=kind, actor=actor, detail=detail))
+    append(session, CASE_EVENTS, {"case_id": case.id, "at": now, "kind": kind, "actor": actor,
+                                  "detail": detail})
 
 
 def triage_label(level: int, sent: str, case_id: str) -> str:

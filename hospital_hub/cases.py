@@ -25,6 +25,7 @@ from typing import Any, Literal
 from sqlmodel import Session, col, select
 
 from hospital_hub import messages, pacs
+from hospital_hub.appended_rows import append
 from hospital_hub.case_audit import (
     TRIAGE_LABELS,
     DecisionOutcome,
@@ -52,6 +53,8 @@ __all__ = ["TRIAGE_LABELS", "CaseService", "DecisionOutcome", "DecisionResult", 
            "record_event", "triage_label"]
 
 logger = logging.getLogger(__name__)
+
+CASE_DIAGNOSES = CaseDiagnosis.__table__  # type: ignore[attr-defined]
 
 
 class CaseService(OfferingService):
@@ -106,13 +109,15 @@ class CaseService(OfferingService):
         if diagnosis.patient:
             self._apply_patient(case, diagnosis.patient)
         session.add(case)
-        session.add(CaseDiagnosis(
-            case_id=case.id, message_id=str(envelope.message_id), model_name=diagnosis.model.name,
-            model_version=diagnosis.model.version, model_sha256=diagnosis.model.sha256,
-            placeholder_model=diagnosis.model.placeholder, triage_level=diagnosis.triage.level,
-            payload=diagnosis.model_dump(mode="json", exclude={"image": {"thumbnail_jpeg"}}),
-            thumbnail_jpeg=diagnosis.image.thumbnail_jpeg,
-        ))
+        append(session, CASE_DIAGNOSES, {  # nothing reads it back in this transaction
+            "case_id": case.id, "message_id": str(envelope.message_id), "received_at": utcnow(),
+            "model_name": diagnosis.model.name, "model_version": diagnosis.model.version,
+            "model_sha256": diagnosis.model.sha256,
+            "placeholder_model": diagnosis.model.placeholder,
+            "triage_level": diagnosis.triage.level,
+            "payload": diagnosis.model_dump(mode="json", exclude={"image": {"thumbnail_jpeg"}}),
+            "thumbnail_jpeg": diagnosis.image.thumbnail_jpeg,
+        })
         if diagnosis.vitals:
             self._add_vitals(session, case, diagnosis.vitals)
         self._event(session, case, "triage", diagnosis.ambulance_id,
@@ -195,7 +200,8 @@ class CaseService(OfferingService):
                 self._event(session, case, "late_accept", decided_by, hospital_id=hospital_id)
                 return DecisionResult("already_placed", case.status, case.accepted_hospital_id)
             # Read before the changes, so that they are written together at the end.
-            hospital = session.get(Hospital, hospital_id)
+            with session.no_autoflush:  # the offer's changes are written once, below
+                hospital = session.get(Hospital, hospital_id)
             assert hospital is not None  # foreign key
             case.status, case.accepted_hospital_id, case.decided_at = (
                 CaseStatus.ACCEPTED, hospital_id, now)

@@ -5,6 +5,7 @@ Each function adds one message inside the caller's transaction.
 
 from __future__ import annotations
 
+from sqlalchemy import inspect
 from sqlmodel import Session, col, select
 
 from hospital_hub.models import Case, CaseImage, Hospital, Offer, OfferState
@@ -80,18 +81,35 @@ def no_er_available(session: Session, sender: str, case: Case, asked: int) -> No
             sender=sender, case_id=case.id)
 
 
+def _hospital_name(session: Session, hospital_id: str) -> str:
+    hospital = session.get(Hospital, hospital_id)  # loaded by the ranking: no read
+    return hospital.name if hospital is not None else hospital_id
+
+
 def case_status(session: Session, sender: str, case: Case, message: str) -> None:
     """Tell the ambulance the case's state, every offer and the verified images,
     after a change. Any status also tells the ambulance that the hub has the case."""
-    rows = session.exec(
-        select(Offer, Hospital).where(Offer.case_id == case.id, Offer.hospital_id == Hospital.id)
-        .order_by(col(Offer.rank))
-    ).all()
-    summaries = [OfferSummary(hospital_id=o.hospital_id, hospital_name=h.name,
-                              state=OfferState(o.state).value, eta_min=o.eta_min)
-                 for o, h in rows]
-    images = list(session.exec(select(CaseImage.image_sha256).where(
-        CaseImage.case_id == case.id, col(CaseImage.complete).is_(True))).all())
+    if inspect(case).pending:
+        # A new case: its offers are all in this session (no read needed) and it
+        # has no images (a chunk needs its case row).
+        with session.no_autoflush:
+            offers = sorted((o for o in session.new
+                             if isinstance(o, Offer) and o.case_id == case.id),
+                            key=lambda o: o.rank)
+            rows = [(o.hospital_id, _hospital_name(session, o.hospital_id), o.state, o.eta_min)
+                    for o in offers]
+        images: list[str] = []
+    else:
+        rows = list(session.exec(
+            select(Offer.hospital_id, Hospital.name, Offer.state, Offer.eta_min)
+            .where(Offer.case_id == case.id, Offer.hospital_id == Hospital.id)
+            .order_by(col(Offer.rank))
+        ).all())
+        images = list(session.exec(select(CaseImage.image_sha256).where(
+            CaseImage.case_id == case.id, col(CaseImage.complete).is_(True))).all())
+    summaries = [OfferSummary(hospital_id=hospital_id, hospital_name=name,
+                              state=OfferState(state).value, eta_min=eta_min)
+                 for hospital_id, name, state, eta_min in rows]
     enqueue(session, topics.CASE_STATUS,
             CaseStatusV1(state=case.status.value, offers=summaries[-50:], message=message[:500],
                          images_verified=images[-20:] or None),

@@ -9,6 +9,7 @@ stored, and reads the ERs with their open-offer counts in one statement.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from datetime import timedelta
@@ -44,6 +45,16 @@ INSERT_IF_ABSENT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 """The dialects whose insert has ``ON CONFLICT DO NOTHING ... RETURNING``."""
 
 
+@functools.cache
+def _record_message_id(dialect: str) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING`` of a message id: a plain
+    statement on the table (not the ORM's bulk-insert path), built once."""
+    table = ProcessedMessage.__table__  # type: ignore[attr-defined]
+    return (INSERT_IF_ABSENT[dialect](table)
+            .on_conflict_do_nothing(index_elements=["message_id"])
+            .returning(table.c.message_id))
+
+
 class OfferingService:
     """The offer side of the protocol: who is asked next, and telling them."""
 
@@ -67,12 +78,9 @@ class OfferingService:
         if dialect in INSERT_IF_ABSENT:
             # One statement; a twin message in another worker's open transaction
             # waits for it and then counts as seen, instead of failing at commit.
-            inserted = session.execute(
-                INSERT_IF_ABSENT[dialect](ProcessedMessage)
-                .values(message_id=key, schema_name=envelope.schema_name, received_at=utcnow())
-                .on_conflict_do_nothing(index_elements=["message_id"])
-                .returning(col(ProcessedMessage.message_id))
-            ).first()
+            inserted = session.execute(_record_message_id(dialect), {
+                "message_id": key, "schema_name": envelope.schema_name, "received_at": utcnow(),
+            }).first()
             return inserted is None
         if session.get(ProcessedMessage, key) is not None:
             return True

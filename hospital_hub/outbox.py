@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, text
+from sqlalchemy import Row, delete, func, insert, text, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 
+from hospital_hub.appended_rows import append
 from hospital_hub.db import session_scope
 from hospital_hub.models import DeadLetter, OutboxMessage, ProcessedMessage, utcnow
 from shared.messages import Envelope, Payload
@@ -32,27 +32,29 @@ logger = logging.getLogger(__name__)
 FLUSH_LOCK_KEY = 0x60_1D_E0_4E
 """PostgreSQL advisory lock key taken by whichever hub worker is flushing."""
 
+OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+DEAD_LETTERS = DeadLetter.__table__  # type: ignore[attr-defined]
+_UNSENT = select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.qos, OUTBOX.c.retain, OUTBOX.c.data,
+                 OUTBOX.c.message_id, OUTBOX.c.case_id).where(OUTBOX.c.sent_at.is_(None)) \
+    .order_by(OUTBOX.c.id)
+"""The unsent messages, oldest first: plain rows (the flusher only reads and marks them)."""
+
 
 def enqueue(
     session: Session, spec: TopicSpec, payload: Payload, *, sender: str, case_id: str | None,
     **ids: str,
 ) -> Envelope[Any]:
-    """Add a message to the outbox inside the caller's transaction.
+    """Add a message to the outbox inside the caller's transaction (written at
+    its commit, :mod:`hospital_hub.appended_rows`).
 
     Raises:
         TopicMismatch: ``spec`` carries another payload, or an identifier is missing.
     """
     message = build_message(spec, payload, sender=sender, case_id=case_id, **ids)
-    session.add(
-        OutboxMessage(
-            topic=message.topic,
-            qos=message.qos,
-            retain=message.retain,
-            data=message.data,
-            message_id=str(message.message_id),
-            case_id=case_id,
-        )
-    )
+    append(session, OUTBOX, {
+        "topic": message.topic, "qos": message.qos, "retain": message.retain,
+        "data": message.data, "message_id": str(message.message_id), "case_id": case_id,
+        "created_at": utcnow(), "sent_at": None, "attempts": 0})
     assert message.envelope is not None  # built above
     return message.envelope
 
@@ -83,40 +85,33 @@ class Outbox:
                     if session.get_bind().dialect.name == "postgresql":
                         session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                         {"key": FLUSH_LOCK_KEY})
-                    rows = session.exec(
-                        select(OutboxMessage)
-                        .where(col(OutboxMessage.sent_at).is_(None))
-                        .order_by(col(OutboxMessage.id))
-                        .limit(self._batch)
-                    ).all()
-                    published, failed = self._publish(rows)
+                    rows = session.execute(_UNSENT.limit(self._batch)).all()
+                    published, failed = self._publish(session, rows)
                     sent += published
                 if failed or len(rows) < self._batch:
                     return sent
 
-    def _publish(self, rows: Sequence[OutboxMessage]) -> tuple[int, bool]:
+    def _publish(self, session: Session, rows: Sequence[Row[Any]]) -> tuple[int, bool]:
         """Deliver ``rows``; returns how many left the queue and whether delivery stalled."""
         if not rows:
             return 0, False
         delivery = deliver(self._communicator, rows)
-        now = utcnow()
-        refused = [row for row, _ in delivery.refused]
-        for row in delivery.acknowledged + refused:
-            row.sent_at = now
-            row.attempts += 1
-        for row, error in delivery.refused:
-            self._bury(row, error)
+        done = [row.id for row in delivery.acknowledged] + [row.id for row, _ in delivery.refused]
+        if done:
+            session.execute(update(OUTBOX).where(OUTBOX.c.id.in_(done))
+                            .values(sent_at=utcnow(), attempts=OUTBOX.c.attempts + 1))
+        if delivery.refused:
+            session.execute(insert(DEAD_LETTERS), [
+                {"received_at": utcnow(), "topic": row.topic, "message_id": row.message_id,
+                 "case_id": row.case_id, "error": error[:2000], "data": row.data}
+                for row, error in delivery.refused])
         if delivery.stalled is not None:
             # the message the broker did not take was tried once more
-            next((row for row in rows if row.sent_at is None), rows[0]).attempts += 1
-        return len(delivery.acknowledged) + len(refused), delivery.stalled is not None
-
-    @staticmethod
-    def _bury(row: OutboxMessage, error: str) -> None:
-        session = object_session(row)
-        if session is not None:
-            session.add(DeadLetter(topic=row.topic, message_id=row.message_id,
-                                   case_id=row.case_id, error=error[:2000], data=row.data))
+            finished = set(done)
+            stuck = next((row.id for row in rows if row.id not in finished), rows[0].id)
+            session.execute(update(OUTBOX).where(OUTBOX.c.id == stuck)
+                            .values(attempts=OUTBOX.c.attempts + 1))
+        return len(done), delivery.stalled is not None
 
     def pending(self) -> int:
         """How many messages wait to be published."""

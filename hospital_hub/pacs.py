@@ -35,6 +35,7 @@ from sqlalchemy import exists, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from hospital_hub.case_audit import record_event
 from hospital_hub.db import session_scope
 from hospital_hub.models import Case, CaseDiagnosis, CaseEvent, Hospital, PacsPush, utcnow
 from shared.background import BackgroundLoop
@@ -74,11 +75,8 @@ def target_of(hospital: Hospital) -> PacsTarget | None:
 
 
 def _event(session: Session, case: Case, kind: str, actor: str, **detail: Any) -> None:
-    """Append to the case's audit trail (as :func:`hospital_hub.cases.record_event`)."""
-    now = utcnow()
-    case.updated_at = now
-    session.add(case)
-    session.add(CaseEvent(case_id=case.id, at=now, kind=kind, actor=actor, detail=detail))
+    """Append to the case's audit trail (:func:`hospital_hub.case_audit.record_event`)."""
+    record_event(session, case, kind, actor, **detail)
 
 
 def _has_heat_map(session: Session, case_id: str) -> bool:

@@ -182,16 +182,19 @@ class HubRuntime:
 
     def tick(self) -> None:
         """Expire stale offers, pass on the offers of ERs offline past the grace,
-        publish whatever the outbox holds, apply held capacity refreshes when
+        have what that enqueued published, apply held capacity refreshes when
         the load allows, and forget message ids and sent messages older than
         the retention."""
         overloaded = self.load.update()
         self.position_lane.stats.set("slow", 1.0 if overloaded else 0.0)
         if isinstance(self.position_lane, PositionLane):
             self.position_lane.flush()
-        self.cases.expire_offers()
-        self.cases.pass_offers_of(self.presence.offline_for(self.settings.er_offline_grace_s))
-        self.outbox.flush()
+        changed = self.cases.expire_offers() + self.cases.pass_offers_of(
+            self.presence.offline_for(self.settings.er_offline_grace_s))
+        # The publisher thread flushes every interval by itself (another worker's
+        # leftovers included): a tick only hurries it after changes of its own.
+        if changed or self._after_change == self.outbox.flush:
+            self._after_change()
         for apply in self.held_capacity.due(everything=not overloaded):
             apply()
         now = time.monotonic()
