@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
 from hospital_hub.appended_rows import append
@@ -53,6 +54,11 @@ def triage_label(level: int, sent: str, case_id: str) -> str:
     return label
 
 
+_LOCK_CASE = select(Case).where(Case.id == bindparam("case_id")).with_for_update()
+"""Built once: building the statement anew for every message was a measurable
+part of a case's hub CPU."""
+
+
 def lock_case(session: Session, case_id: str) -> Case | None:
     """Load a case with its row locked (PostgreSQL; SQLite locks the database)."""
-    return session.exec(select(Case).where(Case.id == case_id).with_for_update()).first()
+    return session.exec(_LOCK_CASE, params={"case_id": case_id}).first()

@@ -45,7 +45,7 @@ from hospital_hub.models import (
     OfferState,
     utcnow,
 )
-from hospital_hub.offering import OfferingService
+from hospital_hub.offering import CASE_OFFERS, OfferingService
 from shared.errors import CaseError, NotFound
 from shared.messages import CaseUpdateV1, DiagnosisV1, Envelope, Patient, Vitals
 
@@ -162,7 +162,7 @@ class CaseService(OfferingService):
                 logger.info("duplicate decision dropped", extra={"case_id": case_id})
                 return DecisionResult("duplicate", case.status if case else CaseStatus.OFFERED)
             # All the case's offers in one read: this one, and those an accept withdraws.
-            offers = list(session.exec(select(Offer).where(Offer.case_id == case_id)).all())
+            offers = list(session.exec(CASE_OFFERS, params={"case_id": case_id}).all())
             offer = next((o for o in offers if o.hospital_id == hospital_id), None)
             if case is None or offer is None:
                 raise NotFound(f"no offer of case {case_id} to hospital {hospital_id}")

@@ -5,7 +5,7 @@ Each function adds one message inside the caller's transaction.
 
 from __future__ import annotations
 
-from sqlalchemy import inspect
+from sqlalchemy import bindparam, inspect
 from sqlmodel import Session, col, select
 
 from hospital_hub.models import Case, CaseImage, Hospital, Offer, OfferState
@@ -81,9 +81,25 @@ def no_er_available(session: Session, sender: str, case: Case, asked: int) -> No
             sender=sender, case_id=case.id)
 
 
+_OFFER_SUMMARIES = (select(Offer.hospital_id, Hospital.name, Offer.state, Offer.eta_min)
+                    .where(Offer.case_id == bindparam("case_id"), Offer.hospital_id == Hospital.id)
+                    .order_by(col(Offer.rank)))
+_VERIFIED_IMAGES = select(CaseImage.image_sha256).where(
+    CaseImage.case_id == bindparam("case_id"), col(CaseImage.complete).is_(True))
+"""A case's status reads, built once (as the other hot statements)."""
+
+
+OFFERED_NAMES = "goldenhour_offered_names"
+"""``session.info`` key: the names of the ERs offered a case in this transaction
+(the ranking had them; the identity map may have let them go already)."""
+
+
 def _hospital_name(session: Session, hospital_id: str) -> str:
-    hospital = session.get(Hospital, hospital_id)  # loaded by the ranking: no read
-    return hospital.name if hospital is not None else hospital_id
+    name = session.info.get(OFFERED_NAMES, {}).get(hospital_id)
+    if name is None:
+        hospital = session.get(Hospital, hospital_id)
+        name = hospital.name if hospital is not None else hospital_id
+    return str(name)
 
 
 def case_status(session: Session, sender: str, case: Case, message: str) -> None:
@@ -100,13 +116,8 @@ def case_status(session: Session, sender: str, case: Case, message: str) -> None
                     for o in offers]
         images: list[str] = []
     else:
-        rows = list(session.exec(
-            select(Offer.hospital_id, Hospital.name, Offer.state, Offer.eta_min)
-            .where(Offer.case_id == case.id, Offer.hospital_id == Hospital.id)
-            .order_by(col(Offer.rank))
-        ).all())
-        images = list(session.exec(select(CaseImage.image_sha256).where(
-            CaseImage.case_id == case.id, col(CaseImage.complete).is_(True))).all())
+        rows = list(session.exec(_OFFER_SUMMARIES, params={"case_id": case.id}).all())
+        images = list(session.exec(_VERIFIED_IMAGES, params={"case_id": case.id}).all())
     summaries = [OfferSummary(hospital_id=hospital_id, hospital_name=name,
                               state=OfferState(state).value, eta_min=eta_min)
                  for hospital_id, name, state, eta_min in rows]

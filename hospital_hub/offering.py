@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, inspect
+from sqlalchemy import bindparam, func, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -53,6 +53,19 @@ def _record_message_id(dialect: str) -> Any:
     return (INSERT_IF_ABSENT[dialect](table)
             .on_conflict_do_nothing(index_elements=["message_id"])
             .returning(table.c.message_id))
+
+
+# The hot statements, built once (building them anew for every message was a
+# measurable part of a case's hub CPU).
+CASE_OFFERS = select(Offer).where(Offer.case_id == bindparam("case_id"))
+"""All the offers of a case (``params={"case_id": ...}``)."""
+_OPEN_OFFERS = (select(Offer).where(Offer.case_id == bindparam("case_id"),
+                                    Offer.state == OfferState.OPEN).order_by(col(Offer.rank)))
+_PENDING = (select(Offer.hospital_id, func.count().label("open_offers"))
+            .where(Offer.state == OfferState.OPEN).group_by(col(Offer.hospital_id)).subquery())
+_HOSPITALS_WITH_OPEN_OFFERS = (select(Hospital, _PENDING.c.open_offers)
+                               .outerjoin(_PENDING, _PENDING.c.hospital_id == Hospital.id)
+                               .order_by(col(Hospital.id)))
 
 
 class OfferingService:
@@ -95,10 +108,7 @@ class OfferingService:
 
     @staticmethod
     def _open_offers(session: Session, case_id: str) -> list[Offer]:
-        return list(session.exec(
-            select(Offer).where(Offer.case_id == case_id, Offer.state == OfferState.OPEN)
-            .order_by(col(Offer.rank))
-        ).all())
+        return list(session.exec(_OPEN_OFFERS, params={"case_id": case_id}).all())
 
     def _status(self, session: Session, case: Case, message: str) -> None:
         messages.case_status(session, self._sender, case, message)
@@ -114,14 +124,8 @@ class OfferingService:
 
     def _sites(self, session: Session, exclude: set[str]) -> tuple[list[Site], list[Hospital]]:
         now = utcnow()
-        pending = (select(Offer.hospital_id, func.count().label("open_offers"))
-                   .where(Offer.state == OfferState.OPEN).group_by(col(Offer.hospital_id))
-                   .subquery())
-        rows = [(h, n) for h, n in session.exec(
-            select(Hospital, pending.c.open_offers)
-            .outerjoin(pending, pending.c.hospital_id == Hospital.id)
-            .order_by(col(Hospital.id))
-        ).all() if h.id not in exclude]
+        rows = [(h, n) for h, n in session.exec(_HOSPITALS_WITH_OPEN_OFFERS).all()
+                if h.id not in exclude]
         sites = [Site(
             id=h.id, name=h.name, er_beds=h.er_beds, icu_beds=h.icu_beds, ct=h.ct,
             thoracic_surgery=h.thoracic_surgery, chest_tube=h.chest_tube,
@@ -139,7 +143,7 @@ class OfferingService:
         none open and none left, give up to dispatch."""
         # A case not stored yet has no offers: no need to ask the database.
         earlier = {} if inspect(case).pending else {o.hospital_id: o for o in session.exec(
-            select(Offer).where(Offer.case_id == case.id)).all()}
+            CASE_OFFERS, params={"case_id": case.id}).all()}
         open_count = sum(1 for o in earlier.values() if o.state == OfferState.OPEN)
         wanted = self._settings.offer_count - open_count
         asked = {h for h, o in earlier.items() if not (reopen and o.state == OfferState.EXPIRED)}
@@ -169,6 +173,8 @@ class OfferingService:
                                                 candidate.travel.eta_min)
             offer.decided_at = offer.decided_by = offer.reason = None
             session.add(offer)
+            session.info.setdefault(messages.OFFERED_NAMES, {})[offer.hospital_id] = (
+                candidate.site.name)
             messages.offer_open(session, self._sender, case, offer, candidate.explanation)
             self._event(session, case, "offered", actor, hospital_id=candidate.site.id,
                         rank=number, score=candidate.score, explanation=candidate.explanation)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, text, update
+from sqlalchemy import Row, bindparam, delete, func, insert, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -38,6 +38,11 @@ _UNSENT = select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.qos, OUTBOX.c.retain, OUT
                  OUTBOX.c.message_id, OUTBOX.c.case_id).where(OUTBOX.c.sent_at.is_(None)) \
     .order_by(OUTBOX.c.id)
 """The unsent messages, oldest first: plain rows (the flusher only reads and marks them)."""
+_FLUSH_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_MARK_SENT = (update(OUTBOX).where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+              .values(sent_at=bindparam("now"), attempts=OUTBOX.c.attempts + 1))
+_TRIED_AGAIN = (update(OUTBOX).where(OUTBOX.c.id == bindparam("stuck"))
+                .values(attempts=OUTBOX.c.attempts + 1))
 
 
 def enqueue(
@@ -67,6 +72,7 @@ class Outbox:
         self._communicator = communicator
         self._batch = batch
         self._lock = threading.Lock()
+        self._unsent = _UNSENT.limit(batch)
 
     def flush(self) -> int:
         """Publish unsent messages oldest first; stop at the first failure.
@@ -83,9 +89,8 @@ class Outbox:
             while True:
                 with session_scope(self._engine) as session:
                     if session.get_bind().dialect.name == "postgresql":
-                        session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                                        {"key": FLUSH_LOCK_KEY})
-                    rows = session.execute(_UNSENT.limit(self._batch)).all()
+                        session.execute(_FLUSH_LOCK, {"key": FLUSH_LOCK_KEY})
+                    rows = session.execute(self._unsent).all()
                     published, failed = self._publish(session, rows)
                     sent += published
                 if failed or len(rows) < self._batch:
@@ -98,8 +103,7 @@ class Outbox:
         delivery = deliver(self._communicator, rows)
         done = [row.id for row in delivery.acknowledged] + [row.id for row, _ in delivery.refused]
         if done:
-            session.execute(update(OUTBOX).where(OUTBOX.c.id.in_(done))
-                            .values(sent_at=utcnow(), attempts=OUTBOX.c.attempts + 1))
+            session.execute(_MARK_SENT, {"ids": done, "now": utcnow()})
         if delivery.refused:
             session.execute(insert(DEAD_LETTERS), [
                 {"received_at": utcnow(), "topic": row.topic, "message_id": row.message_id,
@@ -109,8 +113,7 @@ class Outbox:
             # the message the broker did not take was tried once more
             finished = set(done)
             stuck = next((row.id for row in rows if row.id not in finished), rows[0].id)
-            session.execute(update(OUTBOX).where(OUTBOX.c.id == stuck)
-                            .values(attempts=OUTBOX.c.attempts + 1))
+            session.execute(_TRIED_AGAIN, {"stuck": stuck})
         return len(done), delivery.stalled is not None
 
     def pending(self) -> int:
