@@ -51,9 +51,14 @@ def _covered_fraction(boxes: list[Box], grid: int = 64) -> float:
 
 def evaluate_heat_maps(run: Path, data_root: Path, console: Console) -> list[Pointing]:
     """Pointing-game results of the run's fold models on their held-out boxed images."""
-    saved_run = torch.load(run / "model.pt", weights_only=False, map_location="cpu") \
-        if (run / "model.pt").is_file() else None
-    raw = dict(saved_run["config"]) if saved_run else {}
+    # A cross-validation without a final fit (--no-final) has no model.pt; its
+    # run.json holds the same configuration (backbone, cut, size).
+    if (run / "model.pt").is_file():
+        raw = dict(torch.load(run / "model.pt", weights_only=False, map_location="cpu")["config"])
+    elif (run / "run.json").is_file():
+        raw = dict(json.loads((run / "run.json").read_text(encoding="utf-8"))["config"])
+    else:
+        raw = {}
     raw.pop("augment", None)
     config = TrainConfig(**raw) if raw else TrainConfig()
     config = TrainConfig(**{**config.to_dict(), "views": 1, "augment": config.augment})
