@@ -11,7 +11,7 @@ from typing import Any
 from shared.manifest import ModelEntry
 
 CARD_EXTRAS = ("evaluation.md", "roc.png", "comparison.md", "distillation.md", "localisation.md",
-               "localisation.png", "operating-points.md", "round2.md",
+               "localisation.png", "operating-points.md", "round2.md", "round3.md",
                "region-sources.md")
 
 
@@ -88,6 +88,7 @@ to an ambulance population.
 {sections.get('comparison.md', '')}
 {sections.get('distillation.md', '')}
 {sections.get('round2.md', '')}
+{sections.get('round3.md', '')}
 {sections.get('localisation.md', '')}
 {sections.get('region-sources.md', '')}
 {heat_examples}
