@@ -66,6 +66,7 @@ echo "amendment 3's rule (AUC and pointing; the edge budget is edge-cost.txt) pi
 "$gh" train classify --out "$root/$pick" "${common[@]}" $([ "$pick" = b ] && echo --box-loss 0.5) --final-only
 "$gh" train operating-points --run "$root/$pick" --specificity 0.90 --specificity-for Pneumothorax=0.95
 "$gh" train evaluate --run "$root/$pick"
+cp "$root/round2.md" "$root/round3.md" "$root/$pick/"  # the card includes the run's comparisons
 "$gh" train export --run "$root/$pick" --name chest-effnetlite0 --version "$version"
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT/models" "$OUT/runs"

@@ -74,11 +74,6 @@ def target_of(hospital: Hospital) -> PacsTarget | None:
     return None
 
 
-def _event(session: Session, case: Case, kind: str, actor: str, **detail: Any) -> None:
-    """Append to the case's audit trail (:func:`hospital_hub.case_audit.record_event`)."""
-    record_event(session, case, kind, actor, **detail)
-
-
 def _has_heat_map(session: Session, case_id: str) -> bool:
     row = session.exec(select(CaseDiagnosis).where(CaseDiagnosis.case_id == case_id)
                        .order_by(col(CaseDiagnosis.id).desc())).first()
@@ -92,7 +87,7 @@ def queue_push(session: Session, case: Case, hospital: Hospital, actor: str) -> 
     if target is None:
         logger.info("accepting ER has no PACS configured; nothing pushed",
                     extra={"case_id": case.id, "hospital_id": hospital.id})
-        _event(session, case, "pacs_skipped", actor, hospital_id=hospital.id,
+        record_event(session, case, "pacs_skipped", actor, hospital_id=hospital.id,
                reason="no PACS configured for this ER")
         return []
     kinds = ["image", "sr"] + (["sc"] if _has_heat_map(session, case.id) else [])
@@ -107,7 +102,7 @@ def queue_push(session: Session, case: Case, hospital: Hospital, actor: str) -> 
         elif row.status == ABANDONED:  # accepted again after a divert
             row.status, row.next_attempt_at, row.attempts, row.last_error = PENDING, now, 0, None
             session.add(row)
-    _event(session, case, "pacs_queued", actor, hospital_id=hospital.id, instances=kinds,
+    record_event(session, case, "pacs_queued", actor, hospital_id=hospital.id, instances=kinds,
            pacs=str(target))
     logger.info("PACS push queued", extra={"case_id": case.id, "hospital_id": hospital.id,
                                            "instances": kinds, "pacs": str(target)})
@@ -124,7 +119,7 @@ def withdraw(session: Session, case: Case, hospital_id: str, why: str, actor: st
         row.status, row.data, row.last_error = ABANDONED, None, why[:2000]
         session.add(row)
     if rows:
-        _event(session, case, "pacs_withdrawn", actor, hospital_id=hospital_id,
+        record_event(session, case, "pacs_withdrawn", actor, hospital_id=hospital_id,
                instances=[r.what for r in rows])
     return len(rows)
 
@@ -344,7 +339,7 @@ class PacsPusher:
                     sent += 1
                     case = session.get(Case, item.case_id)
                     if case is not None:
-                        _event(session, case, "pacs_stored", self._actor, hospital_id=hospital_id,
+                        record_event(session, case, "pacs_stored", self._actor, hospital_id=hospital_id,
                                instance=item.what, sop_instance_uid=row.sop_instance_uid)
                 else:
                     row.last_error = error[:2000]

@@ -108,8 +108,10 @@ class HubRuntime:
         self._publisher = BackgroundLoop("hub-outbox", self._publish,
                                          settings.maintenance_interval_s,
                                          failure="outbox publish failed")
-        self._after_change = (self.outbox.flush if communicator is not None
-                              else self._publisher.wake)
+        # With an in-process communicator (tests, the demo) a change is published
+        # at once; otherwise the publisher thread is woken.
+        self._publishes_inline = communicator is not None
+        self._after_change = self.outbox.flush if self._publishes_inline else self._publisher.wake
         self._last_prune = 0.0
         self.metrics.watch(self.engine, self.communicator, self.messenger, settings.hub_id)
         self.metrics.registry.register(LoadCollector(
@@ -193,7 +195,7 @@ class HubRuntime:
             self.presence.offline_for(self.settings.er_offline_grace_s))
         # The publisher thread flushes every interval by itself (another worker's
         # leftovers included): a tick only hurries it after changes of its own.
-        if changed or self._after_change == self.outbox.flush:
+        if changed or self._publishes_inline:
             self._after_change()
         for apply in self.held_capacity.due(everything=not overloaded):
             apply()

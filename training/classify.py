@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -171,13 +172,20 @@ def _padded(masks: torch.Tensor | None, rows: int) -> torch.Tensor | None:
 
 def write_oof(path: Path, dataset: NihDataset, result: CvResult) -> None:
     """One row per image: name, patient, source, fold, labels and logits."""
+    write_oof_table(path, {"image": dataset.names, "patient": dataset.patients, "source": dataset.sources,
+                           "fold": result.folds, "labels": dataset.labels, "logits": result.logits})
+
+
+def write_oof_table(path: Path, table: dict[str, Any]) -> None:
+    """Write arrays shaped as :func:`read_oof` returns them (its inverse)."""
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "patient", "source", "fold",
                          *[f"label_{f}" for f in FINDINGS], *[f"logit_{f}" for f in FINDINGS]])
-        for i, name in enumerate(dataset.names):
-            writer.writerow([name, int(dataset.patients[i]), dataset.sources[i], int(result.folds[i]),
-                             *dataset.labels[i].tolist(), *[f"{v:.6f}" for v in result.logits[i]]])
+        for i, name in enumerate(table["image"]):
+            writer.writerow([name, int(table["patient"][i]), table["source"][i], int(table["fold"][i]),
+                             *[int(v) for v in table["labels"][i]],
+                             *[f"{v:.6f}" for v in table["logits"][i]]])
 
 
 def read_oof(path: Path, scored_only: bool = True) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from edge_agent.backends import OpenVinoConfig
+from edge_agent.backends.openvino_backend import compile_properties
 from shared.stats import percentile
 from training.ensemble import MeanEnsemble
 from training.export import export_onnx
@@ -46,9 +47,7 @@ def _time(xml: Path, size: int, runs: int, warmup: int = 5) -> list[float]:
     import openvino as ov
 
     config = OpenVinoConfig()
-    compiled = ov.Core().compile_model(str(xml), config.device, {
-        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": config.threads,
-        "INFERENCE_PRECISION_HINT": config.inference_precision})
+    compiled = ov.Core().compile_model(str(xml), config.device, compile_properties(config))
     request = compiled.create_infer_request()
     batch = np.random.default_rng(0).normal(size=(1, 1, size, size)).astype(np.float32)
     samples = []

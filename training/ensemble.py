@@ -14,7 +14,6 @@ sum of its members'.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -23,8 +22,7 @@ import torch
 from torch import nn
 
 from shared.errors import ConfigurationError
-from shared.findings import FINDINGS
-from training.classify import read_oof
+from training.classify import read_oof, write_oof_table
 from training.fold_calibration import FILE as FOLDCAL
 
 ENSEMBLE_OOF = "oof.csv"
@@ -66,21 +64,14 @@ def average_runs(runs: list[Path], out: Path) -> Path:
         raise ConfigurationError("the runs share no scored image")
     rows = [{n: i for i, n in enumerate(t["image"])} for t in tables]
     index = [np.array([r[n] for n in common]) for r in rows]
-    first = tables[0]
     for table, idx in zip(tables[1:], index[1:], strict=True):
-        if not np.array_equal(table["fold"][idx], first["fold"][index[0]]):
+        if not np.array_equal(table["fold"][idx], tables[0]["fold"][index[0]]):
             raise ConfigurationError("the runs used different folds: their average would not be out of fold")
     logits = np.mean([t["logits"][i] for t, i in zip(tables, index, strict=True)], axis=0)
     out.mkdir(parents=True, exist_ok=True)
-    i0 = index[0]
-    with (out / ENSEMBLE_OOF).open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "patient", "source", "fold",
-                         *[f"label_{f}" for f in FINDINGS], *[f"logit_{f}" for f in FINDINGS]])
-        for j, name in enumerate(common):
-            k = i0[j]
-            writer.writerow([name, int(first["patient"][k]), first["source"][k], int(first["fold"][k]),
-                             *first["labels"][k].tolist(), *[f"{v:.6f}" for v in logits[j]]])
+    first, i0 = tables[0], index[0]
+    write_oof_table(out / ENSEMBLE_OOF, {**{k: first[k][i0] for k in ("patient", "source", "fold", "labels")},
+                                         "image": common, "logits": logits})
     (out / "ensemble.json").write_text(json.dumps(
         {"members": [str(r) for r in runs], "images": len(common),
          "logits": f"mean of each member's {FOLDCAL}"}, indent=2) + "\n", encoding="utf-8")

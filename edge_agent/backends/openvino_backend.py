@@ -48,6 +48,13 @@ def usable_cache_dir(folder: Path | None) -> Path | None:
     return folder
 
 
+def compile_properties(config: OpenVinoConfig) -> dict[str, Any]:
+    """The edge's OpenVINO compile settings: latency first, its thread count and
+    arithmetic precision (also what ``train edge-cost`` times candidates with)."""
+    return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": config.threads,
+            "INFERENCE_PRECISION_HINT": config.inference_precision}
+
+
 class OpenVinoBackend:
     """Compiles the IR once with a latency hint (or loads the compiled blob from
     the cache); one infer request reused."""
@@ -64,9 +71,7 @@ class OpenVinoBackend:
         model_file(entry, models_dir, "openvino-bin", config.precision)
         self.sha256 = entry.file("openvino-bin", config.precision).sha256
         self.precision = f"{config.precision}/{config.inference_precision}"
-        properties: dict[str, Any] = {
-            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": config.threads,
-            "INFERENCE_PRECISION_HINT": config.inference_precision}
+        properties = compile_properties(config)
         cache = usable_cache_dir(config.cache_dir)
         core = ov.Core()
         if cache is not None:
