@@ -42,9 +42,12 @@ def _pointing(run: Path) -> dict[tuple[str, str], bool]:
             for r in json.loads((run / "localisation.json").read_text(encoding="utf-8"))}
 
 
-def decide(run_a: Path, run_b: Path, *, rounds: int = 1000, seed: int = 0) -> Verdict:
+def decide(run_a: Path, run_b: Path, *, rounds: int = 1000, seed: int = 0,
+           folds: frozenset[int] | None = None) -> Verdict:
+    """The rule's figures on the images both runs scored (of ``folds`` only, when given)."""
     a, b = read_oof(run_a / "oof.csv"), read_oof(run_b / "oof.csv")
-    common = sorted(set(a["image"]) & set(b["image"]))
+    kept = a["image"] if folds is None else a["image"][np.isin(a["fold"], sorted(folds))]
+    common = sorted(set(kept) & set(b["image"]))
     ia = np.array([list(a["image"]).index(n) for n in common])
     ib = np.array([list(b["image"]).index(n) for n in common])
     labels, za, zb, patients = a["labels"][ia], a["logits"][ia], b["logits"][ib], a["patient"][ia]
@@ -57,7 +60,8 @@ def decide(run_a: Path, run_b: Path, *, rounds: int = 1000, seed: int = 0) -> Ve
         diffs.append(mean_auc(labels[d], zb[d]) - mean_auc(labels[d], za[d]))
     low, high = np.percentile(diffs, (2.5, 97.5))
     pa, pb = _pointing(run_a), _pointing(run_b)
-    pairs = sorted(set(pa) & set(pb))
+    scored = set(common)
+    pairs = sorted(p for p in set(pa) & set(pb) if p[0] in scored)
     hit_a = float(np.mean([pa[p] for p in pairs])) if pairs else float("nan")
     hit_b = float(np.mean([pb[p] for p in pairs])) if pairs else float("nan")
     pick = "b" if pairs and hit_b > hit_a and high > 0 else "a"

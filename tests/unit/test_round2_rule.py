@@ -61,3 +61,21 @@ def test_lite1_replaces_the_recipe_only_when_shown_better_and_pointing_about_as_
     same = base + rng.normal(0, 0.01, labels.shape)
     choice, verdict = pick(b, _run(tmp_path / "c3", same, labels, [True] * 30), rounds=40)
     assert choice == "b" and verdict.difference_ci95[0] <= 0
+
+
+def test_cut8_ships_only_when_it_wins_on_all_folds_and_holds_on_the_unseen_ones(tmp_path: Path) -> None:
+    from training.round5_rule import pick
+
+    rng = np.random.default_rng(2)
+    labels = (rng.random((500, 14)) < 0.3).astype(int)
+    base = labels * 1.0 + rng.normal(0, 1, labels.shape)
+    folds = np.arange(500) % 5
+    b = _run(tmp_path / "b", base, labels, [True] * 15 + [False] * 15)
+    stronger = labels * 2.5 + rng.normal(0, 1, labels.shape)
+    assert pick(b, _run(tmp_path / "d1", stronger, labels, [True] * 15 + [False] * 15), rounds=40)[0] == "d"
+    # far better on folds 0 and 1 (enough to win overall) but worse on 2-4: B stays
+    mixed = np.where(np.isin(folds, [0, 1])[:, None], labels * 6.0 + rng.normal(0, 0.2, labels.shape),
+                     labels * 0.8 + rng.normal(0, 1, labels.shape))
+    choice, every, unseen = pick(b, _run(tmp_path / "d2", mixed, labels, [True] * 15 + [False] * 15), rounds=40)
+    assert every.difference_ci95[0] > 0 and unseen.images == 300 and unseen.auc_b < unseen.auc_a
+    assert choice == "b"
