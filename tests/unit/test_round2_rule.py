@@ -76,6 +76,7 @@ def test_cut8_ships_only_when_it_wins_on_all_folds_and_holds_on_the_unseen_ones(
     # far better on folds 0 and 1 (enough to win overall) but worse on 2-4: B stays
     mixed = np.where(np.isin(folds, [0, 1])[:, None], labels * 6.0 + rng.normal(0, 0.2, labels.shape),
                      labels * 0.8 + rng.normal(0, 1, labels.shape))
-    choice, every, unseen = pick(b, _run(tmp_path / "d2", mixed, labels, [True] * 15 + [False] * 15), rounds=40)
+    d2 = _run(tmp_path / "d2", mixed, labels, [True] * 15 + [False] * 15)
+    choice, every, unseen = pick(b, d2, rounds=40)
     assert every.difference_ci95[0] > 0 and unseen.images == 300 and unseen.auc_b < unseen.auc_a
     assert choice == "b"
