@@ -2,8 +2,9 @@
 # Model round 2 in one command: the shipped recipe (A) and the radiologist-box
 # loss (B) on the same 5 patient-wise folds, the backbone comparison, the paired
 # comparison, per-fold calibration, the pointing game, amendment 3's Lite1 run (C),
-# the B+C ensemble scored out of fold and the candidates' edge cost, the operating
-# points and the export of the run the pre-registered rules pick
+# the B+C ensemble scored out of fold and the candidates' edge cost, amendments 4
+# and 5's D (blocks 8-15 trained), the operating points and the export of the run
+# the pre-registered rules pick
 # (docs/model-round2/preregistered.md).
 # Runs on a GPU when torch sees one (the device tool's machine: under 10 minutes)
 # and on the CPU otherwise (hours on 2 cores; there the folds of each run go
@@ -48,6 +49,7 @@ done
 "$gh" train compare --backbones efficientnet-lite0,efficientnet-lite1,efficientnet-lite2 --size 384 \
   --views 2 --epochs 8 --out "$root/backbones"
 pick=$(.venv/bin/python -m training.round2_rule "$root/a" "$root/b")
+recipe=(--box-loss 0.5)
 echo "pre-registered rule picks run $pick"
 
 # amendment 3: Lite1 with the box loss (C) on the same folds, and the B+C ensemble
@@ -63,10 +65,25 @@ cv c "$root/cache-384-lite1.pt" --box-loss 0.5 "${lite1[@]}"
 "$gh" train edge-cost | tee "$root/edge-cost.txt"
 echo "amendment 3's rule (AUC and pointing; the edge budget is edge-cost.txt) picks run" \
   "$(.venv/bin/python -m training.round3_rule "$root/b" "$root/c")"
-"$gh" train classify --out "$root/$pick" "${common[@]}" $([ "$pick" = b ] && echo --box-loss 0.5) --final-only
+[ "$pick" = b ] || recipe=()
+
+# amendments 4 and 5: B's recipe with blocks 8-15 trained (D), against B on all 5 folds
+cut8="$root/cache-384-cut8.pt"
+"$gh" train classify --out "$root/cache-only-cut8" --cache-file "$cut8" --distill 0.5 --cut 8 --cache-only
+cv d "$cut8" --box-loss 0.5 --cut 8
+"$gh" train calibrate-folds --run "$root/d" --cache-file "$cut8"
+"$gh" train evaluate-localisation --run "$root/d"
+"$gh" train compare-runs --run "$root/b" --run "$root/d" --label "B: 1.2.1's recipe" \
+  --label "D: B with blocks 8-15 trained" --out "$root/round4.md"
+if [ "$pick" = b ] && [ "$(.venv/bin/python -m training.round5_rule "$root/b" "$root/d")" = d ]; then
+  pick=d recipe=(--box-loss 0.5 --cut 8) cache="$cut8"
+fi
+echo "amendment 5's rule leaves run $pick"
+common=(--cache-file "$cache" --distill 0.5)
+"$gh" train classify --out "$root/$pick" "${common[@]}" "${recipe[@]}" --final-only
 "$gh" train operating-points --run "$root/$pick" --specificity 0.90 --specificity-for Pneumothorax=0.95
 "$gh" train evaluate --run "$root/$pick"
-cp "$root/round2.md" "$root/round3.md" "$root/$pick/"  # the card includes the run's comparisons
+cp "$root/round2.md" "$root/round3.md" "$root/round4.md" "$root/$pick/"  # the card includes the run's comparisons
 "$gh" train export --run "$root/$pick" --name chest-effnetlite0 --version "$version"
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT/models" "$OUT/runs"
