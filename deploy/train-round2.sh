@@ -49,7 +49,7 @@ done
 "$gh" train compare --backbones efficientnet-lite0,efficientnet-lite1,efficientnet-lite2 --size 384 \
   --views 2 --epochs 8 --out "$root/backbones"
 pick=$(.venv/bin/python -m training.round2_rule "$root/a" "$root/b")
-recipe=(--box-loss 0.5)
+recipe=(); [ "$pick" = b ] && recipe=(--box-loss 0.5)
 echo "pre-registered rule picks run $pick"
 
 # amendment 3: Lite1 with the box loss (C) on the same folds, and the B+C ensemble
@@ -65,7 +65,6 @@ cv c "$root/cache-384-lite1.pt" --box-loss 0.5 "${lite1[@]}"
 "$gh" train edge-cost | tee "$root/edge-cost.txt"
 echo "amendment 3's rule (AUC and pointing; the edge budget is edge-cost.txt) picks run" \
   "$(.venv/bin/python -m training.round3_rule "$root/b" "$root/c")"
-[ "$pick" = b ] || recipe=()
 
 # amendments 4 and 5: B's recipe with blocks 8-15 trained (D), against B on all 5 folds
 cut8="$root/cache-384-cut8.pt"

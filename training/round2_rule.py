@@ -48,8 +48,10 @@ def decide(run_a: Path, run_b: Path, *, rounds: int = 1000, seed: int = 0,
     a, b = read_oof(run_a / "oof.csv"), read_oof(run_b / "oof.csv")
     kept = a["image"] if folds is None else a["image"][np.isin(a["fold"], sorted(folds))]
     common = sorted(set(kept) & set(b["image"]))
-    ia = np.array([list(a["image"]).index(n) for n in common])
-    ib = np.array([list(b["image"]).index(n) for n in common])
+    row_a = {name: i for i, name in enumerate(a["image"])}
+    row_b = {name: i for i, name in enumerate(b["image"])}
+    ia = np.array([row_a[n] for n in common])
+    ib = np.array([row_b[n] for n in common])
     labels, za, zb, patients = a["labels"][ia], a["logits"][ia], b["logits"][ib], a["patient"][ia]
     rng = np.random.default_rng(seed)
     unique, inverse = np.unique(patients, return_inverse=True)
@@ -58,7 +60,7 @@ def decide(run_a: Path, run_b: Path, *, rounds: int = 1000, seed: int = 0,
     for _ in range(rounds):
         d = np.concatenate([members[i] for i in rng.integers(0, len(unique), len(unique))])
         diffs.append(mean_auc(labels[d], zb[d]) - mean_auc(labels[d], za[d]))
-    low, high = np.percentile(diffs, (2.5, 97.5))
+    low, high = np.percentile(diffs, (2.5, 97.5)) if diffs else (np.nan, np.nan)  # rounds=0: no interval
     pa, pb = _pointing(run_a), _pointing(run_b)
     scored = set(common)
     pairs = sorted(p for p in set(pa) & set(pb) if p[0] in scored)
