@@ -11,10 +11,10 @@
 # side by side, one single-threaded process per core, joined by 'train merge-folds').
 # Everything it makes lands in runs/round2/ and, when $OUT is set (the device
 # tool's result folder), is copied there too; the manifest records the command.
-# Usage: deploy/train-round2.sh [VERSION]   (default 1.2.0)
+# Usage: deploy/train-round2.sh [VERSION]   (default 1.4.0: the next after the shipped 1.3.0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-version="${1:-1.2.0}"
+version="${1:-1.4.0}"
 [ -x .venv/bin/goldenhour ] || deploy/bootstrap.sh test
 gh=.venv/bin/goldenhour
 root=runs/round2
@@ -82,6 +82,7 @@ common=(--cache-file "$cache" --distill 0.5)
 "$gh" train classify --out "$root/$pick" "${common[@]}" "${recipe[@]}" --final-only
 "$gh" train operating-points --run "$root/$pick" --specificity 0.90 --specificity-for Pneumothorax=0.95
 "$gh" train evaluate --run "$root/$pick"
+"$gh" train region-sources --run "$root/$pick"
 cp "$root/round2.md" "$root/round3.md" "$root/round4.md" "$root/$pick/"  # the card includes the run's comparisons
 "$gh" train export --run "$root/$pick" --name chest-effnetlite0 --version "$version"
 if [ -n "${OUT:-}" ]; then

@@ -35,7 +35,8 @@ def operating_points(
         except ValueError as exc:
             raise typer.BadParameter(f"{item!r}: expected FINDING=SPECIFICITY") from exc
     try:
-        run_operating_points(run, _data_root(folder), specificity, overrides, console)
+        run_operating_points(run, _data_root(folder), specificity, overrides, console,
+                             command=invocation())
     except ValueError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
@@ -126,7 +127,7 @@ def region_sources_command(
     often on the fold held out from both; 'train export' ships the choice."""
     from training.region_sources import measure, write
 
-    console.print(write(measure(run, _data_root(folder)), run).read_text(encoding="utf-8"))
+    console.print(write(measure(run, _data_root(folder)), run, command=invocation()).read_text(encoding="utf-8"))
 
 
 @app.command("recalibrate")

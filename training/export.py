@@ -236,12 +236,24 @@ def _entry(name: str, version: str, config: TrainConfig, summary: dict[str, obje
         temperature=[round(t, 6) for t in calibration["temperature"]],
         bias=[round(b, 6) for b in calibration["bias"]],
         **shipped, metrics=_metrics(run, summary, report),  # type: ignore[arg-type]
-        command=f"{summary['command']} && {command}",
+        command=command_chain(run, str(summary["command"]), command),
         data=f"NIH ChestX-ray14 sample: {summary.get('images_final', summary['images'])} images "
              f"of {summary.get('patients_final', summary['patients'])} patients "
              f"({summary['data']}); backbone {summary['backbone']}",
         created_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
         notes="Not for clinical use. Research prototype trained on a small public sample.")
+
+
+def command_chain(run: Path, training: str, export: str) -> str:
+    """The commands that made an entry, in order: training, then the steps whose results
+    the entry ships (operating points, region sources), then the export itself."""
+    steps = [training]
+    for name in ("operating_points.json", "region_sources.json"):
+        path = run / name
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("command") if path.is_file() else None
+        if recorded:
+            steps.append(str(recorded))
+    return " && ".join([*steps, export])
 
 
 def _operating_points(run: Path) -> dict | None:

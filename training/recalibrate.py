@@ -17,7 +17,7 @@ from pathlib import Path
 
 from shared.errors import ConfigurationError
 from shared.manifest import ModelEntry, describe_file, load_manifest, save_manifest
-from training.export import ExportReport, _metrics, _operating_points
+from training.export import ExportReport, _metrics, _operating_points, command_chain
 
 
 def recalibrate(run: Path, models_dir: Path, name: str, from_version: str, version: str, command: str,
@@ -56,7 +56,7 @@ def recalibrate(run: Path, models_dir: Path, name: str, from_version: str, versi
         "reference_prevalence_source": points["reference_prevalence_source"],
         "reference_histogram": points["reference_histogram"],
         "metrics": [*_metrics(run, summary, ExportReport(**{**report.__dict__, "auc_int8": None})), *kept],
-        "command": f"{old.command} && {summary['command']} && {command}",
+        "command": command_chain(run, f"{old.command} && {summary['command']}", command),
         "data": f"{old.data}; calibration, operating points and out-of-fold figures: {points['data']}",
         "created_at": datetime.now(UTC).replace(microsecond=0).isoformat()}})
     updated = manifest.upsert(entry)

@@ -95,13 +95,14 @@ def measure(run: Path, data_root: Path, models_dir: Path = DEFAULT_MODELS_DIR, f
     return rows
 
 
-def write(rows: list[SourceRow], run: Path, fold: int = 0) -> Path:
+def write(rows: list[SourceRow], run: Path, fold: int = 0, command: str = "") -> Path:
     """``region_sources.json`` (for ``train export``) and ``region-sources.md`` (for the card)."""
     sources = {str(f): "heatmap" for f in FINDINGS}
     sources.update({r.finding: r.source for r in rows})
     (run / FILE).write_text(json.dumps({"sources": sources, "rows": [asdict(r) for r in rows],
                                         "data": f"fold {fold} of the shared patient-wise split (held out "
-                                                "from the detector and the fold model)"}, indent=2) + "\n",
+                                                "from the detector and the fold model)",
+                                        "command": command}, indent=2) + "\n",
                             encoding="utf-8")
     lines = ["## Where the regions come from (measured, held-out fold 0)", "",
              "A hit: the heat map's peak, or the centre of the detector's most confident box of the "

@@ -30,7 +30,7 @@ FILE = "operating_points.json"
 
 
 def run_operating_points(run: Path, data_root: Path, specificity: float, overrides: Mapping[str, float],
-                         console: Console, *, rounds: int = 1000) -> dict[str, object]:
+                         console: Console, *, rounds: int = 1000, command: str = "") -> dict[str, object]:
     """Fit, measure and write ``operating_points.json`` and ``operating-points.md`` in ``run``."""
     summary = json.loads((run / "run.json").read_text(encoding="utf-8"))
     calibration = summary["calibration"]
@@ -59,6 +59,7 @@ def run_operating_points(run: Path, data_root: Path, specificity: float, overrid
         "triage": {"before": asdict(before), "after": asdict(after),
                    "before_rule": "Youden's J (1.1.0's rule)", "after_rule": "operating points"},
         "reference_histogram": reference_histogram(probabilities),
+        "command": command,  # 'train export' adds it to the manifest's command chain
     }
     (run / FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     (run / "operating-points.md").write_text(markdown(result), encoding="utf-8")

@@ -45,6 +45,8 @@ onnx = pytest.importorskip("onnx", reason="building test models needs the onnx p
 NAME = "chest-effnetlite0"
 GOOD = ("2.2.0", "2.5.0", "2.6.0")
 VERSIONS = (*GOOD, "2.3.0", "2.4.0")
+# The classifier the repository ships (its version changes with each release).
+SHIPPED = next(m.version for m in load_manifest(DEFAULT_MODELS_DIR).models if m.name == NAME)
 runner = CliRunner()
 
 
@@ -189,10 +191,10 @@ def edge(world: World, tmp_path: Path) -> Iterator[Edge]:
 
 
 def _kept_old_model(edge: Edge) -> None:
-    """The edge still runs 1.2.1, its manifest and files untouched, nothing half-installed."""
-    assert edge.diagnose().diagnosis.model.version == "1.2.1"  # type: ignore[union-attr]
-    assert [m.version for m in load_manifest(edge.models).models] == ["1.2.1"]
-    assert sorted(p.name for p in (edge.models / NAME).iterdir()) == ["1.2.1"]
+    """The edge still runs the shipped version, its manifest and files untouched, nothing half-installed."""
+    assert edge.diagnose().diagnosis.model.version == SHIPPED  # type: ignore[union-attr]
+    assert [m.version for m in load_manifest(edge.models).models] == [SHIPPED]
+    assert sorted(p.name for p in (edge.models / NAME).iterdir()) == [SHIPPED]
     assert not any((edge.models / STAGING).glob("*"))
 
 
@@ -227,7 +229,7 @@ def test_a_signed_release_is_swapped_in_between_diagnoses(world: World, edge: Ed
     worker.join(60)
     # ...finishes on the old model; the next one runs on the new one.
     first = results[0].diagnosis
-    assert first is not None and (first.model.version, first.model.sha256) == ("1.2.1", old_sha)
+    assert first is not None and (first.model.version, first.model.sha256) == (SHIPPED, old_sha)
     second = edge.diagnose().diagnosis
     assert second is not None
     assert (second.model.version, second.model.sha256) == ("2.2.0", _new_sha(world, "2.2.0"))
@@ -236,13 +238,13 @@ def test_a_signed_release_is_swapped_in_between_diagnoses(world: World, edge: Ed
     assert metrics.get_sample_value("goldenhour_edge_stage_seconds_count", {"stage": "classify"}) == 2
     assert metrics.get_sample_value("goldenhour_edge_diagnosis_seconds_count") == 2
     assert metrics.get_sample_value("goldenhour_edge_model_info", {"model": NAME, "version": "2.2.0"}) == 1
-    assert metrics.get_sample_value("goldenhour_edge_model_info", {"model": NAME, "version": "1.2.1"}) is None
+    assert metrics.get_sample_value("goldenhour_edge_model_info", {"model": NAME, "version": SHIPPED}) is None
     assert np.isclose(second.findings[0].probability, first.findings[0].probability, atol=1e-4)
 
     manifest = load_manifest(edge.models)
-    assert [m.version for m in manifest.models] == ["1.2.1", "2.2.0"]
+    assert [m.version for m in manifest.models] == [SHIPPED, "2.2.0"]
     assert (edge.models / NAME / "2.2.0" / "model.onnx").is_file()
-    assert (edge.models / NAME / "1.2.1" / "model.onnx").is_file()  # the previous version stays
+    assert (edge.models / NAME / SHIPPED / "model.onnx").is_file()  # the previous version stays
     assert not any((edge.models / STAGING).glob("*"))
     assert edge.agent.models.on_probation
     assert edge.updater.check_now().outcome == "skipped"
@@ -269,16 +271,16 @@ def test_old_versions_go_only_after_a_newer_one_has_passed(world: World, edge: E
 
     _install_and_pass(world, edge, "2.2.0")
     _install_and_pass(world, edge, "2.5.0")
-    assert on_disk() == ["1.2.1", "2.2.0", "2.5.0"]  # 2.2.0 was running before 2.5.0: kept
+    assert on_disk() == [SHIPPED, "2.2.0", "2.5.0"]  # 2.2.0 was running before 2.5.0: kept
     world.publish("2.6.0")
     assert edge.updater.check_now().outcome == "installed"
-    assert on_disk() == ["1.2.1", "2.2.0", "2.5.0", "2.6.0"]  # nothing goes during the probation
+    assert on_disk() == [SHIPPED, "2.2.0", "2.5.0", "2.6.0"]  # nothing goes during the probation
     edge.diagnose()
     edge.diagnose()
     assert edge.updater.status is not None and edge.updater.status.outcome == "passed"
-    # 2.2.0 (installed by the updater, older than the previous) goes; the shipped 1.2.1 stays
-    assert on_disk() == ["1.2.1", "2.5.0", "2.6.0"]
-    assert [m.version for m in load_manifest(edge.models).models] == ["1.2.1", "2.5.0", "2.6.0"]
+    # 2.2.0 (installed by the updater, older than the previous) goes; the shipped version stays
+    assert on_disk() == [SHIPPED, "2.5.0", "2.6.0"]
+    assert [m.version for m in load_manifest(edge.models).models] == [SHIPPED, "2.5.0", "2.6.0"]
 
 
 def _flip_signature(path: Path) -> None:
@@ -358,7 +360,7 @@ def test_a_model_that_fails_on_real_diagnoses_is_rolled_back(world: World, edge:
 
     new.classifier.infer = broken  # type: ignore[attr-defined]
     record = edge.diagnose()  # diagnosed again on the previous model: the patient is not lost
-    assert record.diagnosis is not None and record.diagnosis.model.version == "1.2.1"
+    assert record.diagnosis is not None and record.diagnosis.model.version == SHIPPED
     assert edge.updater.status is not None and edge.updater.status.outcome == "rolled-back"
     assert "inference engine crashed" in edge.updater.status.detail
     _kept_old_model(edge)
@@ -395,7 +397,7 @@ def test_the_hub_serves_the_offer_to_ambulances_and_only_its_listed_files(world:
 
 def test_a_pinned_edge_skips_releases_and_another_model_is_refused(world: World, edge: Edge) -> None:
     world.publish("2.2.0")
-    pinned = ModelUpdater(edge.settings.model_copy(update={"model_version": "1.2.1"}), edge.agent.models)
+    pinned = ModelUpdater(edge.settings.model_copy(update={"model_version": SHIPPED}), edge.agent.models)
     result = pinned.check_now()
     assert result.outcome == "skipped" and "pinned" in result.detail
     other = ModelUpdater(edge.settings.model_copy(update={"model": "chest-other"}), edge.agent.models)
