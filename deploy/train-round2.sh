@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Model round 2 in one command: the shipped recipe (A) and the radiologist-box
+# Model round 2 in one command: 1.1.0's recipe (A) and the radiologist-box
 # loss (B) on the same 5 patient-wise folds, the backbone comparison, the paired
 # comparison, per-fold calibration, the pointing game, amendment 3's Lite1 run (C),
 # the B+C ensemble scored out of fold and the candidates' edge cost, amendments 4
-# and 5's D (blocks 8-15 trained), the operating points and the export of the run
-# the pre-registered rules pick
+# and 5's D (blocks 8-15 trained), the final fit, operating points, region sources
+# and export of the run the pre-registered rules pick
 # (docs/model-round2/preregistered.md).
 # Runs on a GPU when torch sees one (the device tool's machine: under 10 minutes)
 # and on the CPU otherwise (hours on 2 cores; there the folds of each run go

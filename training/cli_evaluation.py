@@ -127,7 +127,8 @@ def region_sources_command(
     often on the fold held out from both; 'train export' ships the choice."""
     from training.region_sources import measure, write
 
-    console.print(write(measure(run, _data_root(folder)), run, command=invocation()).read_text(encoding="utf-8"))
+    path = write(measure(run, _data_root(folder)), run, command=invocation())
+    console.print(path.read_text(encoding="utf-8"))
 
 
 @app.command("recalibrate")

@@ -180,7 +180,7 @@ def _metrics(run: Path, summary: dict[str, object], report: ExportReport) -> lis
     for label, mask in subsets:
         if mask.sum() < 20:
             continue
-        _, mean = auc_table(oof["labels"][mask], oof["logits"][mask], oof["patient"][mask], rounds=500)
+        _, mean = auc_table(oof["labels"][mask], oof["logits"][mask], oof["patient"][mask], rounds=1000)
         metrics.append(Metric(name="mean_auc_oof", value=round(mean.auc, 4),
                               ci95=(round(mean.low, 4), round(mean.high, 4)),
                               data=f"out-of-fold, {len(np.unique(oof['fold']))} of {k} folds of a "
@@ -244,11 +244,12 @@ def _entry(name: str, version: str, config: TrainConfig, summary: dict[str, obje
         notes="Not for clinical use. Research prototype trained on a small public sample.")
 
 
-def command_chain(run: Path, training: str, export: str) -> str:
+def command_chain(run: Path, training: str, export: str,
+                  shipped: tuple[str, ...] = ("operating_points.json", "region_sources.json")) -> str:
     """The commands that made an entry, in order: training, then the steps whose results
-    the entry ships (operating points, region sources), then the export itself."""
+    the entry ships (``shipped``: operating points, region sources), then the export itself."""
     steps = [training]
-    for name in ("operating_points.json", "region_sources.json"):
+    for name in shipped:
         path = run / name
         recorded = json.loads(path.read_text(encoding="utf-8")).get("command") if path.is_file() else None
         if recorded:

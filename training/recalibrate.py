@@ -56,7 +56,9 @@ def recalibrate(run: Path, models_dir: Path, name: str, from_version: str, versi
         "reference_prevalence_source": points["reference_prevalence_source"],
         "reference_histogram": points["reference_histogram"],
         "metrics": [*_metrics(run, summary, ExportReport(**{**report.__dict__, "auc_int8": None})), *kept],
-        "command": command_chain(run, f"{old.command} && {summary['command']}", command),
+        # the old entry's region sources stay, so only the operating points' step is named
+        "command": command_chain(run, f"{old.command} && {summary['command']}", command,
+                                 shipped=("operating_points.json",)),
         "data": f"{old.data}; calibration, operating points and out-of-fold figures: {points['data']}",
         "created_at": datetime.now(UTC).replace(microsecond=0).isoformat()}})
     updated = manifest.upsert(entry)

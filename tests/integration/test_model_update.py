@@ -46,7 +46,7 @@ NAME = "chest-effnetlite0"
 GOOD = ("2.2.0", "2.5.0", "2.6.0")
 VERSIONS = (*GOOD, "2.3.0", "2.4.0")
 # The classifier the repository ships (its version changes with each release).
-SHIPPED = next(m.version for m in load_manifest(DEFAULT_MODELS_DIR).models if m.name == NAME)
+SHIPPED = load_manifest(DEFAULT_MODELS_DIR).find(NAME).version
 runner = CliRunner()
 
 

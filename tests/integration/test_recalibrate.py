@@ -73,14 +73,3 @@ def test_recalibrate_moves_the_files_and_ships_the_operating_points(data_folder:
     assert "for 3 (the weights of tiny@1.0.0, unchanged) epochs" in card
     assert "Operating points and the image-only triage" in card
 
-
-def test_the_command_chain_names_each_step_the_entry_ships(tmp_path: Path) -> None:
-    from training.export import command_chain
-
-    assert command_chain(tmp_path, "train", "export") == "train && export"
-    (tmp_path / "operating_points.json").write_text(json.dumps({"command": "points"}))
-    (tmp_path / "region_sources.json").write_text(json.dumps({"sources": {}, "command": "regions"}))
-    assert command_chain(tmp_path, "train", "export") == "train && points && regions && export"
-    # results written before the steps recorded their command add nothing
-    (tmp_path / "region_sources.json").write_text(json.dumps({"sources": {}}))
-    assert command_chain(tmp_path, "train", "export") == "train && points && export"

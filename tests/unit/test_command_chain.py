@@ -1,0 +1,26 @@
+"""The manifest's command names every step whose result the entry ships."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch", reason="the train extra (torch) is not installed")
+
+from training.export import command_chain  # noqa: E402
+
+
+def test_the_command_chain_names_each_step_the_entry_ships(tmp_path: Path) -> None:
+    assert command_chain(tmp_path, "train", "export") == "train && export"
+    (tmp_path / "operating_points.json").write_text(json.dumps({"command": "points"}))
+    (tmp_path / "region_sources.json").write_text(json.dumps({"sources": {}, "command": "regions"}))
+    assert command_chain(tmp_path, "train", "export") == "train && points && regions && export"
+    # results written before the steps recorded their command add nothing
+    (tmp_path / "region_sources.json").write_text(json.dumps({"sources": {}}))
+    assert command_chain(tmp_path, "train", "export") == "train && points && export"
+    # recalibrate keeps the old entry's region sources, so it names only the points' step
+    (tmp_path / "region_sources.json").write_text(json.dumps({"sources": {}, "command": "regions"}))
+    assert command_chain(tmp_path, "train", "export", shipped=("operating_points.json",)) == \
+        "train && points && export"
