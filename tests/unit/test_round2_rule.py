@@ -80,3 +80,19 @@ def test_cut8_ships_only_when_it_wins_on_all_folds_and_holds_on_the_unseen_ones(
     choice, every, unseen = pick(b, d2, rounds=40)
     assert every.difference_ci95[0] > 0 and unseen.images == 300 and unseen.auc_b < unseen.auc_a
     assert choice == "b"
+
+
+OOF = Path(__file__).resolve().parents[2] / "docs" / "model-round2" / "oof"
+
+
+def test_the_committed_out_of_fold_tables_repeat_the_recorded_verdicts() -> None:
+    """docs/model-round2/results.md: amendment 5 picked D (shipped as 1.3.0), amendment 6 kept it."""
+    from training.round3_rule import pick as round3
+    from training.round5_rule import pick as round5
+
+    choice, every, unseen = round5(OOF / "b5", OOF / "d5", rounds=200)
+    assert choice == "d" and every.images == 1335 and every.pointing_pairs == 972
+    assert round(every.auc_a, 4) == 0.7119 and round(every.auc_b, 4) == 0.7255
+    assert unseen.images == 802 and unseen.auc_b > unseen.auc_a
+    kept, verdict = round3(OOF / "d5", OOF / "f6", rounds=200)
+    assert kept == "b" and verdict.images == 533 and verdict.difference_ci95[1] < 0
