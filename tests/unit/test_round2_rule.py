@@ -86,7 +86,7 @@ OOF = Path(__file__).resolve().parents[2] / "docs" / "model-round2" / "oof"
 
 
 def test_the_committed_out_of_fold_tables_repeat_the_recorded_verdicts() -> None:
-    """docs/model-round2/results.md: amendment 5 picked D (shipped as 1.3.0), amendment 6 kept it."""
+    """docs/model-round2/results.md: amendment 5 picked D (shipped as 1.3.0), amendments 6 and 7 kept it."""
     from training.round3_rule import pick as round3
     from training.round5_rule import pick as round5
 
@@ -96,3 +96,5 @@ def test_the_committed_out_of_fold_tables_repeat_the_recorded_verdicts() -> None
     assert unseen.images == 802 and unseen.auc_b > unseen.auc_a
     kept, verdict = round3(OOF / "d5", OOF / "f6", rounds=200)
     assert kept == "b" and verdict.images == 533 and verdict.difference_ci95[1] < 0
+    kept, verdict = round3(OOF / "d5", OOF / "f18", rounds=200)  # amendment 7: folds 2-3
+    assert kept == "b" and verdict.images == 539 and verdict.difference_ci95[1] < 0
