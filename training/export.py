@@ -34,6 +34,8 @@ from training.classify import JRZECH, read_oof
 from training.data import load_pixels, load_sample
 from training.metrics import auc_table, mean_auc
 from training.models import ChestClassifier, build, export_wrapper
+from training.region_sources import FILE as REGION_SOURCES_FILE
+from training.run_operating_points import FILE as OPERATING_POINTS_FILE
 from training.train import MEAN, STD, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -218,6 +220,7 @@ def _entry(name: str, version: str, config: TrainConfig, summary: dict[str, obje
     calibration = summary["calibration"]
     assert isinstance(calibration, dict)
     points = _operating_points(run)
+    sources = step_result(run, REGION_SOURCES_FILE)  # train region-sources
     shipped: dict[str, object] = {
         "thresholds": [round(t, 6) for t in calibration["thresholds"]],
         "threshold_rule": str(calibration["rule"])}
@@ -227,16 +230,15 @@ def _entry(name: str, version: str, config: TrainConfig, summary: dict[str, obje
                    "operating_points_data": points["data"],
                    "reference_prevalence_source": points["reference_prevalence_source"],
                    "reference_histogram": points["reference_histogram"]}
-    sources = run / "region_sources.json"
-    if sources.is_file():  # train region-sources
-        shipped["region_sources"] = json.loads(sources.read_text(encoding="utf-8"))["sources"]
+    if sources is not None:
+        shipped["region_sources"] = sources["sources"]
     return ModelEntry(
         name=name, version=version, task="classifier", labels=[str(f) for f in FINDINGS],
         input=InputContract(size=config.size, mean=MEAN, std=STD), files=files, outputs=OUTPUTS,
         temperature=[round(t, 6) for t in calibration["temperature"]],
         bias=[round(b, 6) for b in calibration["bias"]],
         **shipped, metrics=_metrics(run, summary, report),  # type: ignore[arg-type]
-        command=command_chain(run, str(summary["command"]), command),
+        command=command_chain(run, str(summary["command"]), command, results=[points, sources]),
         data=f"NIH ChestX-ray14 sample: {summary.get('images_final', summary['images'])} images "
              f"of {summary.get('patients_final', summary['patients'])} patients "
              f"({summary['data']}); backbone {summary['backbone']}",
@@ -245,19 +247,23 @@ def _entry(name: str, version: str, config: TrainConfig, summary: dict[str, obje
 
 
 def command_chain(run: Path, training: str, export: str,
-                  shipped: tuple[str, ...] = ("operating_points.json", "region_sources.json")) -> str:
+                  shipped: tuple[str, ...] = (OPERATING_POINTS_FILE, REGION_SOURCES_FILE),
+                  results: list[dict | None] | None = None) -> str:
     """The commands that made an entry, in order: training, then the steps whose results
-    the entry ships (``shipped``: operating points, region sources), then the export itself."""
-    steps = [training]
-    for name in shipped:
-        path = run / name
-        recorded = json.loads(path.read_text(encoding="utf-8")).get("command") if path.is_file() else None
-        if recorded:
-            steps.append(str(recorded))
+    the entry ships (``shipped``: operating points, region sources), then the export itself.
+    ``results`` passes those steps' results when the caller has read them already."""
+    if results is None:
+        results = [step_result(run, name) for name in shipped]
+    steps = [training, *(str(r["command"]) for r in results if r is not None and r.get("command"))]
     return " && ".join([*steps, export])
+
+
+def step_result(run: Path, name: str) -> dict | None:
+    """A ``train`` step's JSON result in the run folder, when the step has run."""
+    path = run / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _operating_points(run: Path) -> dict | None:
     """The run's ``train operating-points`` result, when it has one."""
-    path = run / "operating_points.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return step_result(run, OPERATING_POINTS_FILE)

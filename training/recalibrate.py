@@ -18,6 +18,7 @@ from pathlib import Path
 from shared.errors import ConfigurationError
 from shared.manifest import ModelEntry, describe_file, load_manifest, save_manifest
 from training.export import ExportReport, _metrics, _operating_points, command_chain
+from training.run_operating_points import FILE as OPERATING_POINTS_FILE
 
 
 def recalibrate(run: Path, models_dir: Path, name: str, from_version: str, version: str, command: str,
@@ -58,7 +59,7 @@ def recalibrate(run: Path, models_dir: Path, name: str, from_version: str, versi
         "metrics": [*_metrics(run, summary, ExportReport(**{**report.__dict__, "auc_int8": None})), *kept],
         # the old entry's region sources stay, so only the operating points' step is named
         "command": command_chain(run, f"{old.command} && {summary['command']}", command,
-                                 shipped=("operating_points.json",)),
+                                 shipped=(OPERATING_POINTS_FILE,)),
         "data": f"{old.data}; calibration, operating points and out-of-fold figures: {points['data']}",
         "created_at": datetime.now(UTC).replace(microsecond=0).isoformat()}})
     updated = manifest.upsert(entry)
