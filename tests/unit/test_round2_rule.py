@@ -86,7 +86,7 @@ OOF = Path(__file__).resolve().parents[2] / "docs" / "model-round2" / "oof"
 
 
 def test_the_committed_out_of_fold_tables_repeat_the_recorded_verdicts() -> None:
-    """docs/model-round2/results.md: amendment 5 picked D (shipped as 1.3.0), amendments 6 and 7 kept it."""
+    """docs/model-round2/results.md: amendment 5 picked D (shipped as 1.3.0), amendments 6 to 8 kept it."""
     from training.round3_rule import pick as round3
     from training.round5_rule import pick as round5
 
@@ -98,3 +98,6 @@ def test_the_committed_out_of_fold_tables_repeat_the_recorded_verdicts() -> None
     assert kept == "b" and verdict.images == 533 and verdict.difference_ci95[1] < 0
     kept, verdict = round3(OOF / "d5", OOF / "f18", rounds=200)  # amendment 7: folds 2-3
     assert kept == "b" and verdict.images == 539 and verdict.difference_ci95[1] < 0
+    kept, verdict = round3(OOF / "d5", OOF / "g5", rounds=200)  # amendment 8: all 5 folds
+    assert kept == "b" and verdict.images == 1335 and verdict.difference_ci95[1] < 0
+    assert round(verdict.auc_b, 4) == 0.7117 and verdict.pointing_b > verdict.pointing_a
