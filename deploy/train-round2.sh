@@ -95,7 +95,7 @@ common=(--cache-file "$cache" --distill 0.5)
 "$gh" train operating-points --run "$root/$pick" --specificity 0.90 --specificity-for Pneumothorax=0.95
 "$gh" train evaluate --run "$root/$pick"
 "$gh" train region-sources --run "$root/$pick"
-cp "$root/round2.md" "$root/round3.md" "$root/round4.md" "$root/$pick/"  # the card includes the run's comparisons
+cp "$root/round2.md" "$root/round3.md" "$root/round4.md" "$root/round8.md" "$root/$pick/"  # the card includes the run's comparisons
 "$gh" train export --run "$root/$pick" --name chest-effnetlite0 --version "$version"
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT/models" "$OUT/runs"

@@ -12,7 +12,7 @@ from shared.manifest import ModelEntry
 
 CARD_EXTRAS = ("evaluation.md", "roc.png", "comparison.md", "distillation.md", "localisation.md",
                "localisation.png", "operating-points.md", "round2.md", "round3.md",
-               "round4.md", "region-sources.md")
+               "round4.md", "round8.md", "region-sources.md")
 
 
 def write_card(folder: Path, entry: ModelEntry, run: Path, report: Any,
@@ -90,6 +90,7 @@ to an ambulance population.
 {sections.get('round2.md', '')}
 {sections.get('round3.md', '')}
 {sections.get('round4.md', '')}
+{sections.get('round8.md', '')}
 {sections.get('localisation.md', '')}
 {sections.get('region-sources.md', '')}
 {heat_examples}

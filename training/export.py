@@ -172,7 +172,9 @@ def export_run(run: Path, name: str, version: str, models_dir: Path, *, int8: bo
     return entry
 
 
-def _metrics(run: Path, summary: dict[str, object], report: ExportReport) -> list[Metric]:
+def _metrics(run: Path, summary: dict[str, object], report: ExportReport,
+             points: dict | None) -> list[Metric]:
+    """``points``: the run's operating points (``_operating_points``), read once by the caller."""
     oof = read_oof(run / "oof.csv")
     calibration = summary["calibration"]
     assert isinstance(calibration, dict)
@@ -189,7 +191,6 @@ def _metrics(run: Path, summary: dict[str, object], report: ExportReport) -> lis
                                    f"patient-wise stratified CV on the NIH "
                                    f"ChestX-ray14 sample ({int(mask.sum())} images, subset: {label}, "
                                    "v2020 labels)"))
-    points = _operating_points(run)
     if points is not None:
         for name in ("sensitivity", "specificity"):
             metrics.append(Metric(name=f"mean_{name}_at_operating_point",
@@ -237,7 +238,7 @@ def _entry(name: str, version: str, config: TrainConfig, summary: dict[str, obje
         input=InputContract(size=config.size, mean=MEAN, std=STD), files=files, outputs=OUTPUTS,
         temperature=[round(t, 6) for t in calibration["temperature"]],
         bias=[round(b, 6) for b in calibration["bias"]],
-        **shipped, metrics=_metrics(run, summary, report),  # type: ignore[arg-type]
+        **shipped, metrics=_metrics(run, summary, report, points),  # type: ignore[arg-type]
         command=command_chain(run, str(summary["command"]), command, results=[points, sources]),
         data=f"NIH ChestX-ray14 sample: {summary.get('images_final', summary['images'])} images "
              f"of {summary.get('patients_final', summary['patients'])} patients "

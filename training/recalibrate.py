@@ -18,7 +18,6 @@ from pathlib import Path
 from shared.errors import ConfigurationError
 from shared.manifest import ModelEntry, describe_file, load_manifest, save_manifest
 from training.export import ExportReport, _metrics, _operating_points, command_chain
-from training.run_operating_points import FILE as OPERATING_POINTS_FILE
 
 
 def recalibrate(run: Path, models_dir: Path, name: str, from_version: str, version: str, command: str,
@@ -56,10 +55,10 @@ def recalibrate(run: Path, models_dir: Path, name: str, from_version: str, versi
         "operating_points": points["points"], "operating_points_data": points["data"],
         "reference_prevalence_source": points["reference_prevalence_source"],
         "reference_histogram": points["reference_histogram"],
-        "metrics": [*_metrics(run, summary, ExportReport(**{**report.__dict__, "auc_int8": None})), *kept],
+        "metrics": [*_metrics(run, summary, ExportReport(**{**report.__dict__, "auc_int8": None}), points),
+                    *kept],
         # the old entry's region sources stay, so only the operating points' step is named
-        "command": command_chain(run, f"{old.command} && {summary['command']}", command,
-                                 shipped=(OPERATING_POINTS_FILE,)),
+        "command": command_chain(run, f"{old.command} && {summary['command']}", command, results=[points]),
         "data": f"{old.data}; calibration, operating points and out-of-fold figures: {points['data']}",
         "created_at": datetime.now(UTC).replace(microsecond=0).isoformat()}})
     updated = manifest.upsert(entry)
