@@ -239,7 +239,7 @@ def _entry(name: str, version: str, config: TrainConfig, summary: dict[str, obje
         temperature=[round(t, 6) for t in calibration["temperature"]],
         bias=[round(b, 6) for b in calibration["bias"]],
         **shipped, metrics=_metrics(run, summary, report, points),  # type: ignore[arg-type]
-        command=command_chain(run, str(summary["command"]), command, results=[points, sources]),
+        command=command_chain(str(summary["command"]), command, [points, sources]),
         data=f"NIH ChestX-ray14 sample: {summary.get('images_final', summary['images'])} images "
              f"of {summary.get('patients_final', summary['patients'])} patients "
              f"({summary['data']}); backbone {summary['backbone']}",
@@ -247,16 +247,13 @@ def _entry(name: str, version: str, config: TrainConfig, summary: dict[str, obje
         notes="Not for clinical use. Research prototype trained on a small public sample.")
 
 
-def command_chain(run: Path, training: str, export: str,
-                  shipped: tuple[str, ...] = (OPERATING_POINTS_FILE, REGION_SOURCES_FILE),
-                  results: list[dict | None] | None = None) -> str:
+def command_chain(training: str, export: str, steps: list[dict | None]) -> str:
     """The commands that made an entry, in order: training, then the steps whose results
-    the entry ships (``shipped``: operating points, region sources), then the export itself.
-    ``results`` passes those steps' results when the caller has read them already."""
-    if results is None:
-        results = [step_result(run, name) for name in shipped]
-    steps = [training, *(str(r["command"]) for r in results if r is not None and r.get("command"))]
-    return " && ".join([*steps, export])
+    the entry ships (``steps``: e.g. operating points and region sources, as ``step_result``
+    reads them; a step not run, or run before steps recorded their command, adds nothing),
+    then the export itself."""
+    recorded = [str(r["command"]) for r in steps if r is not None and r.get("command")]
+    return " && ".join([training, *recorded, export])
 
 
 def step_result(run: Path, name: str) -> dict | None:

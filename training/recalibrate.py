@@ -58,7 +58,7 @@ def recalibrate(run: Path, models_dir: Path, name: str, from_version: str, versi
         "metrics": [*_metrics(run, summary, ExportReport(**{**report.__dict__, "auc_int8": None}), points),
                     *kept],
         # the old entry's region sources stay, so only the operating points' step is named
-        "command": command_chain(run, f"{old.command} && {summary['command']}", command, results=[points]),
+        "command": command_chain(f"{old.command} && {summary['command']}", command, [points]),
         "data": f"{old.data}; calibration, operating points and out-of-fold figures: {points['data']}",
         "created_at": datetime.now(UTC).replace(microsecond=0).isoformat()}})
     updated = manifest.upsert(entry)
